@@ -1,0 +1,34 @@
+"""rap-hf: RAP ("Truth in the Few", arXiv 2506.04755) data selection for multimodal reasoning RL.
+
+Public API::
+
+    from rap_hf import RAPConfig, RAPDataFilter, select_cognitive_samples
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Lazy exports: `import rap_hf` stays cheap (no torch/transformers import) until a name is used.
+_EXPORTS = {
+    "RAPConfig": "rap_hf.config",
+    "RAPDataFilter": "rap_hf.filter",
+    "select_cognitive_samples": "rap_hf.selection",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from rap_hf.config import RAPConfig
+    from rap_hf.filter import RAPDataFilter
+    from rap_hf.selection import select_cognitive_samples
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'rap_hf' has no attribute {name!r}")

@@ -1,0 +1,174 @@
+"""`RAPConfig`: every knob of RAP scoring and selection, documented once, here.
+
+Paper-faithful values are the defaults (see METHOD.md); the fields marked "our reading" are choices the
+paper leaves open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ACE_MODES = ("paper", "normalized")
+
+
+@dataclass
+class RAPConfig:
+    """Configuration of RAP scoring (`RAPDataFilter.score`) and selection (`select_cognitive_samples`).
+
+    Scoring fields change the score columns; selection fields only change which rows are selected, so a
+    scored dataset can be re-selected with other selection fields without running the model again.
+    """
+
+    # ---- rollouts (scoring) ----
+    num_rollouts: int = field(
+        default=5,
+        metadata={"help": "Completions sampled per sample in each arm (with and without the image): M."},
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "Maximum new tokens per completion."})
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the rollouts; 0 means greedy decoding."}
+    )
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus-sampling mass of the rollouts, in (0, 1]."})
+    batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Samples per `datasets.map` batch. Each batch generates batch_size * num_rollouts sequences "
+            "per arm at once. Results do not depend on it."
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "Base seed. Each completion's randomness is derived from (seed, row index, arm, rollout), so a "
+            "row gets the same completions whatever batch or process it lands in."
+        },
+    )
+    system_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Optional system message prepended to every prompt (e.g. an instruction to put the final "
+            "answer in \\boxed{}). Not added when the prompt already has a system message."
+        },
+    )
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "Images with more pixels than this are downscaled (aspect kept) before the processor sees "
+            "them. None: use the processor's own pixel budget (`max_pixels`) when it has one."
+        },
+    )
+
+    # ---- ACE (scoring) ----
+    sigma: float = field(default=2.0, metadata={"help": "ACE scale sigma in prod_i sigma * A[i, j] (paper: 2.0)."})
+    ace_min_span: int = field(
+        default=1,
+        metadata={"help": "Only attention columns j with at least this many rows i >= j count towards ACE."},
+    )
+    compute_ace: bool = field(
+        default=True,
+        metadata={"help": "Run the final-layer attention pass. When False, rap_ace/rap_ace_norm are NaN."},
+    )
+
+    # ---- selection (no model) ----
+    lambda_c: float = field(
+        default=0.5, metadata={"help": "CDE threshold: keep a row only if rap_cde >= lambda_c (paper: 0.5)."}
+    )
+    lambda_a: float = field(
+        default=0.1,
+        metadata={
+            "help": "ACE threshold: reject a row if its active ACE score > lambda_a (paper: 0.1; the direction "
+            "is our reading). In normalized mode the score is a mean log, so pick lambda_a on that scale."
+        },
+    )
+    ace_mode: Literal["paper", "normalized"] = field(
+        default="paper",
+        metadata={"help": "Which ACE column selection uses: 'paper' (rap_ace) or 'normalized' (rap_ace_norm)."},
+    )
+    drm_k: int | None = field(
+        default=None, metadata={"help": "DRM: replace at most this many trivial kept rows (absolute cap)."}
+    )
+    drm_ratio: float | None = field(
+        default=None,
+        metadata={"help": "DRM: replace at most floor(drm_ratio * #kept) trivial rows. Exclusive with drm_k."},
+    )
+    use_drm: bool = field(default=True, metadata={"help": "Run the DRM replacement step (ablations turn it off)."})
+    target_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Budget: select exactly round(target_ratio * #non-error rows) rows, in (0, 1]."},
+    )
+    target_size: int | None = field(
+        default=None, metadata={"help": "Budget: select exactly this many rows (capped by #non-error rows)."}
+    )
+
+    # ---- columns and output ----
+    keep_completions: bool = field(
+        default=True,
+        metadata={"help": "Keep the rollout texts in rap_completions_mm / rap_completions_text (auditable)."},
+    )
+    prompt_column: str = field(
+        default="prompt",
+        metadata={"help": "Question column: a string or a conversational list of messages (TRL's VLM format)."},
+    )
+    image_column: str = field(
+        default="image",
+        metadata={"help": "Image column (one image). When it is absent, a list column `images` is used."},
+    )
+    answer_column: str = field(default="solution", metadata={"help": "Ground-truth answer column."})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the field when a value is out of range or fields conflict."""
+        errors: list[str] = []
+        if not isinstance(self.num_rollouts, int) or self.num_rollouts < 1:
+            errors.append(f"num_rollouts must be an integer >= 1, got {self.num_rollouts!r}")
+        if self.max_new_tokens < 1:
+            errors.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
+        if self.temperature < 0:
+            errors.append(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            errors.append(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.batch_size < 1:
+            errors.append(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.sigma <= 0:
+            errors.append(f"sigma must be > 0, got {self.sigma!r}")
+        if self.ace_min_span < 1:
+            errors.append(f"ace_min_span must be >= 1, got {self.ace_min_span!r}")
+        if self.ace_mode not in ACE_MODES:
+            errors.append(f"ace_mode must be one of {ACE_MODES}, got {self.ace_mode!r}")
+        if self.drm_k is not None and self.drm_ratio is not None:
+            errors.append("set at most one of drm_k and drm_ratio")
+        if self.drm_k is not None and self.drm_k < 0:
+            errors.append(f"drm_k must be >= 0, got {self.drm_k!r}")
+        if self.drm_ratio is not None and not 0 < self.drm_ratio <= 1:
+            errors.append(f"drm_ratio must be in (0, 1], got {self.drm_ratio!r}")
+        if self.target_ratio is not None and self.target_size is not None:
+            errors.append("set at most one of target_ratio and target_size")
+        if self.target_ratio is not None and not 0 < self.target_ratio <= 1:
+            errors.append(f"target_ratio must be in (0, 1], got {self.target_ratio!r}")
+        if self.target_size is not None and self.target_size < 0:
+            errors.append(f"target_size must be >= 0, got {self.target_size!r}")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            errors.append(f"max_image_pixels must be >= 1, got {self.max_image_pixels!r}")
+        if errors:
+            raise ValueError("Invalid RAPConfig: " + "; ".join(errors))
+
+    @property
+    def active_ace_column(self) -> str:
+        """The score column the ACE filter reads in the current `ace_mode`."""
+        return "rap_ace" if self.ace_mode == "paper" else "rap_ace_norm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RAPConfig:
+        """Build from a dict (e.g. parsed YAML); unknown keys raise a `ValueError` listing the valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"Unknown RAPConfig field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**values)
