@@ -18,7 +18,7 @@ _EXPORTS = {
     "select_cognitive_samples": "rap_hf.selection",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = ["RAPConfig", "RAPDataFilter", "__version__", "select_cognitive_samples"]
 
 if TYPE_CHECKING:
     from rap_hf.config import RAPConfig

@@ -61,7 +61,9 @@ class RAPConfig:
     )
 
     # ---- ACE (scoring) ----
-    sigma: float = field(default=2.0, metadata={"help": "ACE scale sigma in prod_i sigma * A[i, j] (paper: 2.0)."})
+    sigma: float = field(
+        default=2.0, metadata={"help": "ACE scale sigma in prod_i sigma * A[i, j] (paper: 2.0)."}
+    )
     ace_min_span: int = field(
         default=1,
         metadata={"help": "Only attention columns j with at least this many rows i >= j count towards ACE."},
@@ -84,16 +86,22 @@ class RAPConfig:
     )
     ace_mode: Literal["paper", "normalized"] = field(
         default="paper",
-        metadata={"help": "Which ACE column selection uses: 'paper' (rap_ace) or 'normalized' (rap_ace_norm)."},
+        metadata={
+            "help": "Which ACE column selection uses: 'paper' (rap_ace) or 'normalized' (rap_ace_norm)."
+        },
     )
     drm_k: int | None = field(
         default=None, metadata={"help": "DRM: replace at most this many trivial kept rows (absolute cap)."}
     )
     drm_ratio: float | None = field(
         default=None,
-        metadata={"help": "DRM: replace at most floor(drm_ratio * #kept) trivial rows. Exclusive with drm_k."},
+        metadata={
+            "help": "DRM: replace at most floor(drm_ratio * #kept) trivial rows. Exclusive with drm_k."
+        },
     )
-    use_drm: bool = field(default=True, metadata={"help": "Run the DRM replacement step (ablations turn it off)."})
+    use_drm: bool = field(
+        default=True, metadata={"help": "Run the DRM replacement step (ablations turn it off)."}
+    )
     target_ratio: float | None = field(
         default=None,
         metadata={"help": "Budget: select exactly round(target_ratio * #non-error rows) rows, in (0, 1]."},
@@ -109,7 +117,9 @@ class RAPConfig:
     )
     prompt_column: str = field(
         default="prompt",
-        metadata={"help": "Question column: a string or a conversational list of messages (TRL's VLM format)."},
+        metadata={
+            "help": "Question column: a string or a conversational list of messages (TRL's VLM format)."
+        },
     )
     image_column: str = field(
         default="image",

@@ -1,0 +1,250 @@
+"""Rollout generation: M completions per sample with the image(s) and M without (METHOD.md §1).
+
+Sampling is reproducible per completion, whatever batch or process a sample lands in: every completion has
+its own seed derived from (seed, row index, arm, rollout index), and each decoding step draws Gumbel noise
+from a generator seeded by (that seed, step). Greedy decoding over logits/T + Gumbel noise is an exact sample
+from softmax(logits/T) (the Gumbel-max trick), and no random state is shared between rows of a batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+ARM_MM = "mm"
+ARM_TEXT = "text"
+_ARM_CODES = {ARM_MM: 1, ARM_TEXT: 2}
+
+
+def completion_seed(seed: int, row_index: int, arm: str, rollout: int) -> int:
+    """A 63-bit seed for one completion, independent of batch composition and process layout."""
+    digest = hashlib.blake2b(
+        f"{seed}/{row_index}/{_ARM_CODES[arm]}/{rollout}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def _step_seed(row_seed: int, step: int) -> int:
+    # A cheap, well-mixed combination (splitmix64-style) so consecutive steps get unrelated streams.
+    z = (row_seed + 0x9E3779B97F4A7C15 * (step + 1)) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) >> 1
+
+
+class SeededGumbelSampler(LogitsProcessor):
+    """Turns greedy decoding into per-row seeded sampling at `temperature` with nucleus `top_p`.
+
+    Each row adds Gumbel noise drawn from its own generator, seeded by (row seed, decoding step), to
+    log-softmax(logits / temperature) restricted to the top-p nucleus; the argmax is then a sample from the
+    nucleus distribution. With temperature 0 it leaves the logits alone (plain greedy decoding).
+    """
+
+    def __init__(
+        self, row_seeds: Sequence[int], prompt_length: int, temperature: float = 1.0, top_p: float = 1.0
+    ):
+        self.row_seeds = list(row_seeds)
+        self.prompt_length = prompt_length
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.temperature == 0:
+            return scores
+        if scores.shape[0] != len(self.row_seeds):
+            raise ValueError(f"expected {len(self.row_seeds)} rows, got {scores.shape[0]}")
+        step = input_ids.shape[1] - self.prompt_length
+        logp = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            logp = _top_p_filter(logp, self.top_p)
+        noise = torch.empty_like(logp)
+        for row, row_seed in enumerate(self.row_seeds):
+            generator = torch.Generator(device=logp.device).manual_seed(_step_seed(row_seed, step))
+            uniform = torch.rand(logp.shape[-1], generator=generator, device=logp.device, dtype=torch.float32)
+            # Clamp away from 0 and 1: -log(-log(u)) must stay finite.
+            uniform = uniform.clamp_(1e-10, 1.0 - 1e-7)
+            noise[row] = -torch.log(-torch.log(uniform))
+        return logp + noise
+
+
+def _top_p_filter(logp: torch.Tensor, top_p: float) -> torch.Tensor:
+    sorted_logp, order = torch.sort(logp, descending=True, dim=-1)
+    cumulative = sorted_logp.exp().cumsum(dim=-1)
+    # Drop a token when the mass *before* it already reaches top_p (the top token always survives).
+    drop_sorted = (cumulative - sorted_logp.exp()) >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logp.masked_fill(drop, float("-inf"))
+
+
+# ----------------------------------------------------------------------------------------------- prompts
+
+
+def _content_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    parts = []
+    for part in content or []:
+        if isinstance(part, str):
+            parts.append({"type": "text", "text": part})
+        elif isinstance(part, dict):
+            # datasets stores list-of-struct columns with every key present, unused ones as None.
+            parts.append({k: v for k, v in part.items() if v is not None})
+    return parts
+
+
+def build_messages(
+    prompt: Any, num_images: int, *, with_images: bool, system_prompt: str | None = None
+) -> list[dict]:
+    """Chat messages for one sample, in the multimodal arm (`with_images`) or the text-only arm.
+
+    `prompt` is a plain question string or a conversational list of messages (TRL's VLM format, possibly with
+    {"type": "image"} placeholders). The text-only arm is the same conversation with the image parts removed
+    (METHOD.md: not a blank image, not a caption). In the multimodal arm, when the conversation has fewer image
+    placeholders than images, the missing ones are put before the text of the first user message.
+    """
+    if isinstance(prompt, str):
+        messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+    elif isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m for m in prompt):
+        messages = [
+            {"role": m["role"], "content": _content_parts(m.get("content"))} for m in copy.deepcopy(prompt)
+        ]
+    else:
+        raise ValueError(f"prompt must be a string or a list of chat messages, got {type(prompt).__name__}")
+    if not any(
+        p.get("type") == "text" and str(p.get("text", "")).strip() for m in messages for p in m["content"]
+    ):
+        raise ValueError("empty question: the prompt has no text")
+    placeholders = sum(1 for m in messages for p in m["content"] if p.get("type") == "image")
+    if with_images:
+        if placeholders > num_images:
+            raise ValueError(
+                f"prompt has {placeholders} image placeholders but the row has {num_images} image(s)"
+            )
+        missing = num_images - placeholders
+        if missing:
+            user = next((m for m in messages if m["role"] == "user"), None)
+            if user is None:
+                raise ValueError("prompt has no user message to attach the image(s) to")
+            user["content"] = [{"type": "image"} for _ in range(missing)] + user["content"]
+    else:
+        for m in messages:
+            m["content"] = [p for p in m["content"] if p.get("type") != "image"]
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+    return messages
+
+
+# ----------------------------------------------------------------------------------------------- generation
+
+
+@dataclass
+class Rollouts:
+    """Generated completions of one arm for a batch: texts and token ids, grouped per sample."""
+
+    texts: list[list[str]]
+    token_ids: list[list[list[int]]]
+    num_generated_tokens: int
+
+
+def _processor_inputs(
+    processor, texts: list[str], images: list[Image.Image] | None
+) -> dict[str, torch.Tensor]:
+    kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
+    if images:
+        kwargs["images"] = images
+    tokenizer = getattr(processor, "tokenizer", processor)
+    # Left padding: every row's prompt ends at the same position, so generation appends in lockstep.
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        return processor(**kwargs)
+    finally:
+        tokenizer.padding_side = previous_side
+
+
+def render_prompt(processor, messages: list[dict]) -> str:
+    """The model's prompt text for `messages`, through the processor's chat template."""
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def stop_token_ids(model, processor) -> list[int]:
+    """Token ids that end a completion: the generation config's eos ids, else the tokenizer's."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = getattr(getattr(processor, "tokenizer", processor), "eos_token_id", None)
+    if eos is None:
+        return []
+    return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+
+
+@torch.inference_mode()
+def generate_rollouts(
+    model,
+    processor,
+    prompts: Sequence[str],
+    images: Sequence[Sequence[Image.Image]] | None,
+    row_seeds: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+) -> Rollouts:
+    """Generate `len(row_seeds[i])` completions for each prompt i, in one batched `model.generate` call.
+
+    `images[i]` are the images of prompt i (None or empty lists for the text-only arm). Returns texts and
+    token ids without the stop token; completions stop at the model's eos token(s) or `max_new_tokens`.
+    """
+    repeats = [len(s) for s in row_seeds]
+    flat_texts = [p for p, r in zip(prompts, repeats, strict=True) for _ in range(r)]
+    flat_images: list[Image.Image] = []
+    if images is not None:
+        for imgs, r in zip(images, repeats, strict=True):
+            for _ in range(r):
+                flat_images.extend(imgs or [])
+    flat_seeds = [s for seeds in row_seeds for s in seeds]
+    inputs = _processor_inputs(processor, flat_texts, flat_images or None).to(model.device)
+    prompt_length = inputs["input_ids"].shape[1]
+    tokenizer = getattr(processor, "tokenizer", processor)
+    stops = stop_token_ids(model, processor)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops[0] if stops else 0)
+    # Explicit greedy config: values we leave unset would be filled from the model's own generation_config
+    # (e.g. a repetition penalty), and the rollouts must be plain samples at `temperature`/`top_p`.
+    generation_config = GenerationConfig(
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        eos_token_id=stops or None,
+        pad_token_id=pad_id,
+    )
+    sampler = SeededGumbelSampler(flat_seeds, prompt_length, temperature=temperature, top_p=top_p)
+    output = model.generate(
+        **inputs, generation_config=generation_config, logits_processor=LogitsProcessorList([sampler])
+    )
+    new_tokens = output[:, prompt_length:].tolist()
+    stop_set = set(stops)
+    flat_ids: list[list[int]] = []
+    for row in new_tokens:
+        ids = []
+        for token in row:
+            if token in stop_set:
+                break
+            ids.append(token)
+        flat_ids.append(ids)
+    flat_decoded = tokenizer.batch_decode(flat_ids, skip_special_tokens=True)
+    texts: list[list[str]] = []
+    token_ids: list[list[list[int]]] = []
+    start = 0
+    for r in repeats:
+        texts.append(flat_decoded[start : start + r])
+        token_ids.append(flat_ids[start : start + r])
+        start += r
+    return Rollouts(texts=texts, token_ids=token_ids, num_generated_tokens=sum(len(i) for i in flat_ids))
