@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     name, rest = argv[0], argv[1:]
     _, types = COMMANDS[name]
-    parsed = _parse(types, rest, prog=f"rap-hf {name}")
     try:
+        parsed = _parse(types, rest, prog=f"rap-hf {name}")
         if name == "score":
             score_main(*parsed)
         elif name == "select":
