@@ -185,16 +185,24 @@ def demo_main(args: DemoArguments) -> dict:
     return report
 
 
+# name -> (one-line help, argument dataclasses, runner taking the parsed dataclasses). A new subcommand is
+# one entry here plus its runner.
 COMMANDS = {
     "score": (
         "Score a dataset with RAP (rollouts, rewards, attention) and save the score columns.",
         (ScoreArguments, RAPConfig),
+        score_main,
     ),
     "select": (
         "Select cognitive samples from a scored dataset (no model) and write a report.",
         (SelectArguments, RAPConfig),
+        select_main,
     ),
-    "demo": ("Run score + select end to end on built-in data with an offline tiny model.", (DemoArguments,)),
+    "demo": (
+        "Run score + select end to end on built-in data with an offline tiny model.",
+        (DemoArguments,),
+        demo_main,
+    ),
 }
 
 
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         lines = ["usage: rap-hf {" + ",".join(COMMANDS) + "} [--config FILE.yaml] [flags]", "", "commands:"]
-        lines += [f"  {name:<8} {help_text}" for name, (help_text, _) in COMMANDS.items()]
+        lines += [f"  {name:<8} {help_text}" for name, (help_text, _, _) in COMMANDS.items()]
         lines += ["", "Run `rap-hf COMMAND --help` for the flags of a command."]
         print("\n".join(lines))
         if argv and argv[0] not in ("-h", "--help"):
@@ -211,15 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     name, rest = argv[0], argv[1:]
-    _, types = COMMANDS[name]
+    _, types, runner = COMMANDS[name]
     try:
         parsed = _parse(types, rest, prog=f"rap-hf {name}")
-        if name == "score":
-            score_main(*parsed)
-        elif name == "select":
-            select_main(*parsed)
-        else:
-            demo_main(*parsed)
+        runner(*parsed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
