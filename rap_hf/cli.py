@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rap_hf.checkpointing import SCORING_METADATA
 from rap_hf.config import RAPConfig
+from rap_hf.grpo.launch import TrainArgumentTypes
 
 logger = logging.getLogger("rap_hf")
-
-SCORING_METADATA = "rap_scoring.json"
 
 
 @dataclass
@@ -53,6 +52,30 @@ class ScoreArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom model code from the repo (off by default)."}
     )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Discard what --output holds (a finished or unfinished run with other settings) and start "
+            "over. Without it, the same command resumes an interrupted run and other settings are refused."
+        },
+    )
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "Keep OUTPUT/rap_checkpoint/ (the per-batch files) after the merge."}
+    )
+    num_proc: int | None = field(
+        default=None,
+        metadata={
+            "help": "Single-process multi-GPU: N datasets.map workers, one model copy per GPU (cuda:rank). "
+            "The alternative to `accelerate launch`."
+        },
+    )
+    zero3_gather_params: bool = field(
+        default=False,
+        metadata={
+            "help": "Under a ZeRO-3 accelerate config: gather the full weights for scoring (fast; the model must "
+            "fit on one GPU) instead of scoring the sharded model in lock-step."
+        },
+    )
 
 
 @dataclass
@@ -64,14 +87,48 @@ class SelectArguments:
 
 
 @dataclass
+class PushArguments:
+    """Arguments of `rap-hf push` (the selection fields of RAPConfig are flags too). The Hub token comes from
+    huggingface_hub's usual sources (HF_TOKEN, `hf auth login`), never from a flag."""
+
+    scores: str = field(
+        metadata={"help": "Folder written by `rap-hf score` (its rap_scoring.json goes on the card)."}
+    )
+    repo_id: str = field(metadata={"help": "Dataset repo to push to, ORG/NAME; created if missing."})
+    private: bool = field(default=False, metadata={"help": "Create the repo private (ignored if it exists)."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (default: main)."})
+    split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split name on the Hub (default: the scored split from rap_scoring.json, else train)."
+        },
+    )
+    drop_completions: bool = field(
+        default=False,
+        metadata={"help": "Drop the rollout texts from the `selected` config (kept in `scores`)."},
+    )
+    commit_message: str | None = field(default=None, metadata={"help": "Prefix of the commit messages."})
+
+
+@dataclass
 class DemoArguments:
-    """Arguments of `rap-hf demo`: score and select a built-in dataset with an offline tiny model."""
+    """Arguments of `rap-hf demo`: score and select built-in data with the shipped reference model, offline."""
 
     output: str = field(default="rap_outputs/demo", metadata={"help": "Folder for the demo's outputs."})
-    rows: int = field(default=24, metadata={"help": "Rows of the built-in dataset to score."})
-    num_rollouts: int = field(default=3, metadata={"help": "Rollouts per arm."})
-    max_new_tokens: int = field(default=24, metadata={"help": "Maximum new tokens per rollout."})
-    seed: int = field(default=0, metadata={"help": "Seed of the model, the data and the rollouts."})
+    model: str = field(
+        default="reference",
+        metadata={
+            "help": "'reference' (the shipped rap-tiny-vl), 'tiny' (a random tiny Qwen2.5-VL built offline: "
+            "checks the pipeline only), or a model folder / Hub id."
+        },
+    )
+    dataset: str = field(default="builtin:visual-arith", metadata={"help": "Dataset to score (see `rap-hf score`)."})
+    split: str = field(default="test", metadata={"help": "Split of the dataset."})
+    rows: int = field(default=120, metadata={"help": "Rows to score."})
+    num_rollouts: int = field(default=5, metadata={"help": "Rollouts per arm."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Maximum new tokens per rollout."})
+    batch_size: int = field(default=24, metadata={"help": "Samples per scoring batch."})
+    seed: int = field(default=0, metadata={"help": "Seed of the rollouts (and of the tiny model)."})
 
 
 def _parse(dataclass_types, argv: list[str], prog: str):
@@ -88,44 +145,54 @@ def _dtype(name: str):
 
 
 def score_main(args: ScoreArguments, config: RAPConfig) -> Path:
-    """Score `args.dataset` and save it (plus `rap_scoring.json` metadata) to `args.output`."""
-    from rap_hf.data import load_any_dataset
-    from rap_hf.filter import RAPDataFilter
+    """Score `args.dataset` into `args.output` (+ `rap_scoring.json`), resumably, in one or many processes.
 
-    flt = RAPDataFilter(
+    Under `accelerate launch` / `torchrun` every process runs this; see `rap_hf.distributed`.
+    """
+    from rap_hf.data import load_any_dataset
+    from rap_hf.distributed import ProcessContext, score_to_disk
+    from rap_hf.filter import resolve_columns
+
+    context = ProcessContext.from_environment()
+    with context.main_process_first():  # one download/cache build, the others then read it
+        dataset = load_any_dataset(args.dataset, config_name=args.dataset_config, split=args.split)
+    resolve_columns(dataset, config)  # fail fast on column errors, before any model work
+    if args.max_rows is not None:
+        dataset = dataset.select(range(min(args.max_rows, len(dataset))))
+    result = score_to_disk(
         args.model,
-        config=config,
+        dataset,
+        args.output,
+        config,
         trust_remote_code=args.trust_remote_code,
         torch_dtype=_dtype(args.torch_dtype),
         device=args.device,
         attn_implementation=args.attn_implementation,
         revision=args.revision,
+        overwrite=args.overwrite,
+        keep_checkpoints=args.keep_checkpoints,
+        num_proc=args.num_proc,
+        zero3_gather_params=args.zero3_gather_params,
+        metadata={
+            "model": args.model,
+            "revision": args.revision,
+            "dataset": args.dataset,
+            "dataset_config": args.dataset_config,
+            "split": args.split,
+        },
+        context=context,
     )
-    dataset = load_any_dataset(args.dataset, config_name=args.dataset_config, split=args.split)
-    flt.resolve_columns(dataset)  # fail fast on column errors, before any model work
-    if args.max_rows is not None:
-        dataset = dataset.select(range(min(args.max_rows, len(dataset))))
-    start = time.perf_counter()
-    scored = flt.score(dataset)
-    seconds = time.perf_counter() - start
-    output = Path(args.output)
-    scored.save_to_disk(str(output))
-    metadata = {
-        "model": args.model,
-        "revision": args.revision,
-        "dataset": args.dataset,
-        "dataset_config": args.dataset_config,
-        "split": args.split,
-        "rows": len(scored),
-        "scoring_seconds": seconds,
-        "generated_tokens": flt.stats.generated_tokens,
-        "errors": flt.stats.errors,
-        "error_reasons": flt.stats.error_reasons,
-        "rap_config": config.to_dict(),
-    }
-    (output / SCORING_METADATA).write_text(json.dumps(metadata, indent=2))
-    print(f"scored {len(scored)} rows in {seconds:.1f}s ({flt.stats.errors} errors) -> {output}")
-    return output
+    if result.is_main:
+        meta = result.metadata
+        if result.already_complete:
+            print(f"{result.output_dir} is already scored with these settings ({meta.get('rows')} rows)")
+        else:
+            resumed = f", {meta['resumed_rows']} resumed from checkpoints" if meta["resumed_rows"] else ""
+            print(
+                f"scored {meta['rows']} rows in {meta['scoring_seconds']:.1f}s on {meta['num_processes']} "
+                f"process(es) ({meta['errors']} errors{resumed}) -> {result.output_dir}"
+            )
+    return Path(args.output)
 
 
 def select_main(args: SelectArguments, config: RAPConfig) -> dict:
@@ -158,31 +225,115 @@ def select_main(args: SelectArguments, config: RAPConfig) -> dict:
     return report
 
 
+def push_main(args: PushArguments, config: RAPConfig):
+    """Select from a scored folder and push configs `selected` and `scores`, card and figures, to the Hub."""
+    import datasets
+
+    from rap_hf.hub import HubPushError, push_rap_dataset
+
+    scores = Path(args.scores)
+    if not scores.exists():
+        raise SystemExit(f"error: --scores {scores} does not exist")
+    metadata_path = scores / SCORING_METADATA
+    scoring = json.loads(metadata_path.read_text()) if metadata_path.exists() else None
+    try:
+        result = push_rap_dataset(
+            datasets.load_from_disk(str(scores)),
+            args.repo_id,
+            config=config,
+            private=True if args.private else None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            split=args.split or (scoring or {}).get("split") or "train",
+            drop_completions=args.drop_completions,
+            scoring=scoring,
+        )
+    except HubPushError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(
+        f"pushed {sum(result.rows['selected'].values())} selected of {sum(result.rows['scores'].values())} rows "
+        f"-> {result.url}\nload it with: load_dataset({result.repo_id!r}, 'selected')"
+    )
+    return result
+
+
 def demo_main(args: DemoArguments) -> dict:
-    """Score and select a built-in dataset with an offline tiny model, end to end."""
-    from rap_hf.data import tiny_synthetic
-    from rap_hf.tiny_models import save_tiny_vlm
+    """Score and select built-in data end to end (reference model by default) and write the report."""
+    from rap_hf.reference_model import reference_model_available, reference_model_path
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    model_dir = save_tiny_vlm(output / "model", seed=args.seed)
-    data_dir = output / "data"
-    tiny_synthetic(args.rows, seed=args.seed).save_to_disk(str(data_dir))
+    model = args.model
+    if model == "reference":
+        if not reference_model_available():
+            raise ValueError(
+                f"the reference model is not in {reference_model_path()}; train it with "
+                "`python trainers/train_reference_model.py --output_dir rap_hf/assets/rap-tiny-vl` or use --model tiny"
+            )
+        model = str(reference_model_path())
+    elif model == "tiny":
+        from rap_hf.tiny_models import save_tiny_vlm
+
+        model = str(save_tiny_vlm(output / "model", seed=args.seed))
     config = RAPConfig(
-        num_rollouts=args.num_rollouts, max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=8
+        num_rollouts=args.num_rollouts, max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=args.batch_size
     )
-    score_main(
-        ScoreArguments(model=str(model_dir), dataset=str(data_dir), output=str(output / "scores")), config
+    score_args = ScoreArguments(
+        model=model, dataset=args.dataset, split=args.split, max_rows=args.rows, output=str(output / "scores"),
+        overwrite=True,  # a demo always scores afresh (other --rows would otherwise be refused)
     )
-    report = select_main(
-        SelectArguments(scores=str(output / "scores"), output=str(output / "selection")), config
-    )
+    score_main(score_args, config)
+    report = select_main(SelectArguments(scores=str(output / "scores"), output=str(output / "selection")), config)
     print(
         "demo outputs:\n"
-        f"  model:    {model_dir}\n  scores:   {output / 'scores'}\n"
+        f"  model:    {model}\n  scores:   {output / 'scores'}\n"
         f"  selected: {output / 'selection' / 'selected'}\n  report:   {output / 'selection' / 'report.md'}"
     )
     return report
+
+
+@dataclass
+class TrainArguments:
+    """Arguments of `rap-hf train` itself. The training flags (RAPScriptArguments, RAPGRPOConfig, TRL's
+    ModelConfig; see `rap_hf.grpo.script`) follow, on the command line or in the `--config` YAML."""
+
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "accelerate config: a shipped name (single_gpu, multi_gpu, zero2, zero3) or a YAML path. "
+            "Default: accelerate's own default config, else one process."
+        },
+    )
+    num_processes: int | None = field(
+        default=None, metadata={"help": "Processes to launch (overrides the accelerate config)."}
+    )
+    main_process_port: int | None = field(
+        default=None, metadata={"help": "Rendezvous port of the processes."}
+    )
+    launch_args: str | None = field(
+        default=None,
+        metadata={"help": "More `accelerate launch` flags, one string, e.g. '--mixed_precision no'."},
+    )
+    dry_run: bool = field(
+        default=False,
+        metadata={"help": "Validate, write the launch config, print the command; do not train."},
+    )
+
+
+def train_main(args: TrainArguments, script_args, training_args, model_args) -> list[str]:
+    """Launch GRPO training on RAP-selected data with `accelerate launch` (see `rap_hf.grpo.launch`)."""
+    from rap_hf.grpo.launch import launch_training
+
+    return launch_training(
+        script_args,
+        training_args,
+        model_args,
+        accelerate_config=args.accelerate_config,
+        num_processes=args.num_processes,
+        main_process_port=args.main_process_port,
+        launch_args=args.launch_args,
+        dry_run=args.dry_run,
+    )
 
 
 # name -> (one-line help, argument dataclasses, runner taking the parsed dataclasses). A new subcommand is
@@ -198,10 +349,20 @@ COMMANDS = {
         (SelectArguments, RAPConfig),
         select_main,
     ),
+    "push": (
+        "Push scores and the selected subset, with a dataset card, to the Hugging Face Hub.",
+        (PushArguments, RAPConfig),
+        push_main,
+    ),
     "demo": (
         "Run score + select end to end on built-in data with an offline tiny model.",
         (DemoArguments,),
         demo_main,
+    ),
+    "train": (
+        "Train with GRPO (TRL) on the RAP-selected subset, through `accelerate launch`.",
+        TrainArgumentTypes(TrainArguments),
+        train_main,
     ),
 }
 

@@ -58,14 +58,27 @@ def tiny_synthetic(num_rows: int = 32, seed: int = 0) -> datasets.Dataset:
     return datasets.Dataset.from_dict(rows)
 
 
-BUILTINS = {"tiny-synthetic": tiny_synthetic}
+def _visual_arith(split: str = "train", **kwargs) -> datasets.Dataset:
+    from rap_hf.visual_arith import visual_arith
+
+    return visual_arith(split, **kwargs)
+
+
+def _tiny_synthetic(split: str = "train", **kwargs) -> datasets.Dataset:
+    return tiny_synthetic(**kwargs)
+
+
+BUILTINS = {"visual-arith": _visual_arith, "tiny-synthetic": _tiny_synthetic}
 
 
 def load_builtin(name: str, split: str = "train", **kwargs) -> datasets.Dataset:
-    """A built-in dataset by name (see `BUILTINS`); `split` is accepted for symmetry with `load_dataset`."""
+    """A built-in dataset by name: `visual-arith` (splits train/test) or `tiny-synthetic`.
+
+    Extra keyword arguments go to the builder (e.g. `num_rows=`, `seed=`).
+    """
     if name not in BUILTINS:
         raise ValueError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTINS)}")
-    return BUILTINS[name](**kwargs)
+    return BUILTINS[name](split, **kwargs)
 
 
 def load_any_dataset(

@@ -138,23 +138,10 @@ def test_score_errors_are_clear(tiny_model_dir, tmp_path, capsys):
     assert "num_rollouts must be an integer >= 1" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "demo",
-                "--output",
-                str(tmp_path / "demo"),
-                "--rows",
-                "4",
-                "--num_rollouts",
-                "1",
-                "--max_new_tokens",
-                "4",
-            ]
-        )
-        == 0
-    )
+def test_demo_runs_end_to_end_with_a_tiny_model(tmp_path, capsys):
+    args = ["demo", "--output", str(tmp_path / "demo"), "--model", "tiny", "--dataset", "builtin:tiny-synthetic",
+            "--split", "train", "--rows", "4", "--num_rollouts", "1", "--max_new_tokens", "4"]
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert "report:" in out
     report = json.loads((tmp_path / "demo" / "selection" / "report.json").read_text())
