@@ -3,6 +3,7 @@
 Public API::
 
     from rap_hf import RAPConfig, RAPDataFilter, select_cognitive_samples
+    from rap_hf import RAPGRPOConfig, RAPGRPOTrainer   # GRPO (TRL) on the selected subset
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ _EXPORTS = {
     "RAPConfig": "rap_hf.config",
     "RAPDataFilter": "rap_hf.filter",
     "select_cognitive_samples": "rap_hf.selection",
+    "RAPGRPOConfig": "rap_hf.grpo.config",
+    "RAPGRPOTrainer": "rap_hf.grpo.trainer",
 }
 
-__all__ = ["RAPConfig", "RAPDataFilter", "__version__", "select_cognitive_samples"]
+__all__ = [
+    "RAPConfig",
+    "RAPDataFilter",
+    "RAPGRPOConfig",
+    "RAPGRPOTrainer",
+    "__version__",
+    "select_cognitive_samples",
+]
 
 if TYPE_CHECKING:
     from rap_hf.config import RAPConfig
     from rap_hf.filter import RAPDataFilter
+    from rap_hf.grpo.config import RAPGRPOConfig
+    from rap_hf.grpo.trainer import RAPGRPOTrainer
     from rap_hf.selection import select_cognitive_samples
 
 
