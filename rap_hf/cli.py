@@ -76,6 +76,17 @@ class ScoreArguments:
             "fit on one GPU) instead of scoring the sharded model in lock-step."
         },
     )
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Launch the scoring with `accelerate launch` and this config: a shipped name (single_gpu, "
+            "multi_gpu, zero2, zero3) or a YAML path. Default: run in this process (or in each process of an "
+            "`accelerate launch`/`torchrun` you started)."
+        },
+    )
+    num_processes: int | None = field(
+        default=None, metadata={"help": "With --accelerate_config: processes to launch (overrides the config)."}
+    )
 
 
 @dataclass
@@ -150,9 +161,12 @@ def score_main(args: ScoreArguments, config: RAPConfig) -> Path:
     Under `accelerate launch` / `torchrun` every process runs this; see `rap_hf.distributed`.
     """
     from rap_hf.data import load_any_dataset
-    from rap_hf.distributed import ProcessContext, score_to_disk
+    from rap_hf.distributed import ProcessContext, launch_scoring, score_to_disk
     from rap_hf.filter import resolve_columns
 
+    if args.accelerate_config is not None:
+        launch_scoring(args, config)
+        return Path(args.output)
     context = ProcessContext.from_environment()
     with context.main_process_first():  # one download/cache build, the others then read it
         dataset = load_any_dataset(args.dataset, config_name=args.dataset_config, split=args.split)
@@ -216,6 +230,10 @@ def select_main(args: SelectArguments, config: RAPConfig) -> dict:
     metadata_path = scores / SCORING_METADATA
     if metadata_path.exists():
         extra["scoring"] = json.loads(metadata_path.read_text())
+    from rap_hf.plots import plot_histograms_by_stage, plot_stage_counts
+
+    figures = [plot_stage_counts(annotated, output), *plot_histograms_by_stage(annotated, output, config=config)]
+    extra["figures"] = [figure.name for figure in figures]
     report = build_report(annotated, config, extra)
     json_path, md_path = write_report(report, output)
     print(
@@ -293,6 +311,53 @@ def demo_main(args: DemoArguments) -> dict:
 
 
 @dataclass
+class ExploreArguments:
+    """Arguments of `rap-hf explore`: open the RAP Score Explorer (the Gradio Space) locally."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Scored dataset to open: a `rap-hf score` folder, a parquet/json/csv file, or a Hub id (its "
+            "`scores` config). Default: the shipped visual-arith scores of the reference model."
+        },
+    )
+    split: str = field(default="train", metadata={"help": "Split of --dataset."})
+    model: str = field(
+        default="reference",
+        metadata={
+            "help": "Model of the attention view and of scoring a new sample: 'reference' (the shipped "
+            "rap-tiny-vl), a local model folder, or 'none'."
+        },
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to serve on (0.0.0.0: all interfaces)."})
+    port: int = field(default=7860, metadata={"help": "Port to serve on."})
+    allow_push: bool = field(
+        default=False,
+        metadata={
+            "help": "Enable the page's push button (pushes with the HF_TOKEN of this machine; anyone who can "
+            "open the page can use it)."
+        },
+    )
+
+
+def explore_main(args: ExploreArguments):
+    """Launch the RAP Score Explorer on `args.dataset` (blocks until interrupted)."""
+    try:
+        from rap_hf.explorer_app import launch_explorer
+    except ImportError as exc:
+        raise ValueError(f'the explorer needs gradio: pip install "rap-hf[space]" ({exc})') from exc
+
+    return launch_explorer(
+        args.dataset,
+        split=args.split,
+        model=None if args.model == "none" else args.model,
+        host=args.host,
+        port=args.port,
+        allow_push=args.allow_push,
+    )
+
+
+@dataclass
 class TrainArguments:
     """Arguments of `rap-hf train` itself. The training flags (RAPScriptArguments, RAPGRPOConfig, TRL's
     ModelConfig; see `rap_hf.grpo.script`) follow, on the command line or in the `--config` YAML."""
@@ -358,6 +423,11 @@ COMMANDS = {
         "Run score + select end to end on built-in data with an offline tiny model.",
         (DemoArguments,),
         demo_main,
+    ),
+    "explore": (
+        "Open the RAP Score Explorer (Gradio) on a scored dataset: scores, rollouts, attention, live re-selection.",
+        (ExploreArguments,),
+        explore_main,
     ),
     "train": (
         "Train with GRPO (TRL) on the RAP-selected subset, through `accelerate launch`.",

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,9 @@ class RAPDataFilter:
         )
         self.max_image_pixels = self.config.max_image_pixels or processor_pixel_budget(self.processor)
         self.stats = ScoringStats()
+        # Set by rap_hf.distributed under ZeRO-3 with sharded parameters: every process must then make the
+        # same sequence of model calls (see rap_hf.zero3.Lockstep). None: calls follow the data.
+        self.lockstep: Any = None
         self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     # ------------------------------------------------------------------------------------------ public API
@@ -167,12 +171,8 @@ class RAPDataFilter:
                     for name, split in dataset.items()
                 }
             )
-        columns = self.resolve_columns(dataset)
-        existing = [c for c in SCORE_COLUMNS if c in dataset.column_names]
-        if existing:
-            raise ValueError(f"dataset already has score columns {existing}; remove them to score again")
+        columns, raw = self._prepare_for_map(dataset)
         image_column = columns["image"]
-        raw = _undecoded_images(dataset, image_column)
         fingerprint = datasets.fingerprint.Hasher.hash(
             [
                 dataset._fingerprint,
@@ -208,6 +208,37 @@ class RAPDataFilter:
         )
         return scored
 
+    def score_batches(
+        self,
+        dataset: datasets.Dataset,
+        on_batch: Callable[[int, dict[str, list]], None],
+        *,
+        index_offset: int = 0,
+        desc: str = "RAP scoring",
+    ) -> None:
+        """Score `dataset` like `score`, but hand each batch's score columns to `on_batch(first_row, columns)`
+        instead of collecting them (`first_row` counts from `index_offset`).
+
+        The `datasets.map` function returns nothing, so nothing is cached or held in memory: this is how
+        `rap_hf.distributed` checkpoints every finished batch of a long run.
+        """
+        columns, raw = self._prepare_for_map(dataset)
+        # Set explicitly: datasets cannot hash `on_batch` and would warn, and nothing is cached anyway.
+        fingerprint = datasets.fingerprint.Hasher.hash(
+            [dataset._fingerprint, self.config.to_dict(), self.model_name, index_offset, "rap-batches-v1"]
+        )
+        raw.map(
+            self._score_batch_to,
+            batched=True,
+            batch_size=self.config.batch_size,
+            with_indices=True,
+            with_rank=True,
+            fn_kwargs={"columns": columns, "index_offset": index_offset, "on_batch": on_batch},
+            load_from_cache_file=False,  # a cache hit would skip on_batch
+            new_fingerprint=fingerprint,
+            desc=desc,
+        )
+
     def select(self, scored: datasets.Dataset | datasets.DatasetDict, config: RAPConfig | None = None):
         """`select_cognitive_samples(scored, config or self.config)`."""
         from rap_hf.selection import select_cognitive_samples
@@ -216,24 +247,30 @@ class RAPDataFilter:
 
     def resolve_columns(self, dataset: datasets.Dataset) -> dict[str, str]:
         """Map roles (prompt, image, answer) to column names; raise listing the available columns if absent."""
-        names = dataset.column_names
-        cfg = self.config
-        image = cfg.image_column if cfg.image_column in names else ("images" if "images" in names else None)
-        missing = []
-        if cfg.prompt_column not in names:
-            missing.append(f"prompt column {cfg.prompt_column!r}")
-        if cfg.answer_column not in names:
-            missing.append(f"answer column {cfg.answer_column!r}")
-        if image is None:
-            missing.append(f"image column {cfg.image_column!r} (or a list column 'images')")
-        if missing:
-            raise ValueError(
-                f"dataset is missing {', '.join(missing)}; available columns: {names}. "
-                "Set prompt_column / image_column / answer_column in RAPConfig."
-            )
-        return {"prompt": cfg.prompt_column, "image": image, "answer": cfg.answer_column}
+        return resolve_columns(dataset, self.config)
 
     # ------------------------------------------------------------------------------------------ internals
+
+    def _prepare_for_map(self, dataset: datasets.Dataset) -> tuple[dict[str, str], datasets.Dataset]:
+        columns = self.resolve_columns(dataset)
+        existing = [c for c in SCORE_COLUMNS if c in dataset.column_names]
+        if existing:
+            raise ValueError(f"dataset already has score columns {existing}; remove them to score again")
+        return columns, _undecoded_images(dataset, columns["image"])
+
+    def _score_batch_to(
+        self,
+        batch: dict[str, list],
+        indices: list[int],
+        rank: int | None,
+        *,
+        columns: dict[str, str],
+        index_offset: int,
+        on_batch: Callable[[int, dict[str, list]], None],
+    ) -> None:
+        out = self._score_batch(batch, indices, rank, columns=columns, index_offset=index_offset)
+        if indices:
+            on_batch(index_offset + indices[0], out)
 
     def _score_batch(
         self,
@@ -250,6 +287,8 @@ class RAPDataFilter:
             self._generate_arm(valid, arm)
         valid = [r for r in rows if r.error is None]
         self._reward(valid)
+        if self.lockstep is not None:
+            self.lockstep.begin_attention_passes(self, rows)
         out = {name: [] for name in score_features(self.config.keep_completions)}
         for row in rows:
             scores = self._row_scores(row) if row.error is None else None
@@ -275,6 +314,8 @@ class RAPDataFilter:
             for name in out:
                 out[name].append(scores[name])
             self.stats.rows += 1
+        if self.lockstep is not None:
+            self.lockstep.end_attention_passes(self)
         return out
 
     def _prepare_row(self, batch: dict[str, list], i: int, index: int, columns: dict[str, str]) -> _Row:
@@ -303,6 +344,11 @@ class RAPDataFilter:
         return row
 
     def _generate_arm(self, rows: list[_Row], arm: str) -> None:
+        if self.lockstep is not None:
+            start = time.perf_counter()
+            self.lockstep.generate_arm(self, rows, arm)
+            self.stats.seconds_generation += time.perf_counter() - start
+            return
         if not rows:
             return
         start = time.perf_counter()
@@ -321,7 +367,7 @@ class RAPDataFilter:
                         row.error = f"generation failed: {_reason(row_exc)}"
         self.stats.seconds_generation += time.perf_counter() - start
 
-    def _generate_rows(self, rows: list[_Row], arm: str) -> None:
+    def _generate_rows(self, rows: list[_Row], arm: str, synced_gpus: bool | None = None) -> None:
         cfg = self.config
         rollouts = generate_rollouts(
             self.model,
@@ -332,6 +378,7 @@ class RAPDataFilter:
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
+            synced_gpus=synced_gpus,
         )
         self.stats.generated_tokens += rollouts.num_generated_tokens
         for row, texts, ids in zip(rows, rollouts.texts, rollouts.token_ids, strict=True):
@@ -386,9 +433,7 @@ class RAPDataFilter:
     def _ace_scores(self, row: _Row) -> tuple[float, float]:
         """ACE on one multimodal rollout: the first correct one if any, else the first (our reading)."""
         start = time.perf_counter()
-        rewards = row.rewards[ARM_MM]
-        chosen = next((k for k, r in enumerate(rewards) if r > 0), 0)
-        response = row.completion_ids[ARM_MM][chosen]
+        response = self._ace_response(row)
         if not response:
             return math.nan, math.nan
         inputs = self.processor(text=[row.mm_prompt], images=row.images, return_tensors="pt").to(
@@ -407,6 +452,8 @@ class RAPDataFilter:
                     [value, torch.full_like(response_ids, fill, dtype=value.dtype)], dim=1
                 )
         kwargs = {"logits_to_keep": 1} if self._accepts_logits_to_keep else {}
+        if self.lockstep is not None:
+            self.lockstep.forwards_done += 1
         with capture_final_layer_attention(self.model, num_rows=len(response)) as recorder:
             self.model(**inputs, use_cache=False, **kwargs)
         if recorder.result is None:
@@ -415,6 +462,34 @@ class RAPDataFilter:
         self.stats.seconds_attention += time.perf_counter() - start
         sigma, span = self.config.sigma, self.config.ace_min_span
         return ace_paper(attn, sigma, span), ace_normalized(attn, sigma, span)
+
+    @staticmethod
+    def _ace_response(row: _Row) -> list[int]:
+        """Token ids of the rollout ACE reads: the first correct multimodal one if any, else the first."""
+        rewards = row.rewards[ARM_MM]
+        chosen = next((k for k, r in enumerate(rewards) if r > 0), 0)
+        return row.completion_ids[ARM_MM][chosen]
+
+
+def resolve_columns(dataset: datasets.Dataset, config: RAPConfig) -> dict[str, str]:
+    """Map roles (prompt, image, answer) to column names; raise listing the available columns if absent.
+
+    Needs only the config, so callers can fail fast before loading a model."""
+    names = dataset.column_names
+    image = config.image_column if config.image_column in names else ("images" if "images" in names else None)
+    missing = []
+    if config.prompt_column not in names:
+        missing.append(f"prompt column {config.prompt_column!r}")
+    if config.answer_column not in names:
+        missing.append(f"answer column {config.answer_column!r}")
+    if image is None:
+        missing.append(f"image column {config.image_column!r} (or a list column 'images')")
+    if missing:
+        raise ValueError(
+            f"dataset is missing {', '.join(missing)}; available columns: {names}. "
+            "Set prompt_column / image_column / answer_column in RAPConfig."
+        )
+    return {"prompt": config.prompt_column, "image": image, "answer": config.answer_column}
 
 
 def _undecoded_images(dataset: datasets.Dataset, column: str) -> datasets.Dataset:

@@ -195,11 +195,14 @@ def generate_rollouts(
     max_new_tokens: int,
     temperature: float,
     top_p: float,
+    synced_gpus: bool | None = None,
 ) -> Rollouts:
     """Generate `len(row_seeds[i])` completions for each prompt i, in one batched `model.generate` call.
 
     `images[i]` are the images of prompt i (None or empty lists for the text-only arm). Returns texts and
     token ids without the stop token; completions stop at the model's eos token(s) or `max_new_tokens`.
+    `synced_gpus=True` keeps decoding until every process is done (needed when parameters are sharded, as
+    under ZeRO-3); None lets transformers decide.
     """
     repeats = [len(s) for s in row_seeds]
     flat_texts = [p for p, r in zip(prompts, repeats, strict=True) for _ in range(r)]
@@ -227,7 +230,10 @@ def generate_rollouts(
     )
     sampler = SeededGumbelSampler(flat_seeds, prompt_length, temperature=temperature, top_p=top_p)
     output = model.generate(
-        **inputs, generation_config=generation_config, logits_processor=LogitsProcessorList([sampler])
+        **inputs,
+        generation_config=generation_config,
+        logits_processor=LogitsProcessorList([sampler]),
+        synced_gpus=synced_gpus,
     )
     new_tokens = output[:, prompt_length:].tolist()
     stop_set = set(stops)

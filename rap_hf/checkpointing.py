@@ -1,0 +1,452 @@
+"""Resumable scoring: finished batches are checkpointed in the output directory and merged at the end.
+
+Layout of a scoring output directory::
+
+    OUTPUT/
+      rap_checkpoint/                       while the run is in progress (removed after the merge)
+        manifest.json                       the run's fingerprint and what it was computed from
+        scores-000000000000-000000000008.arrow   score columns of rows [0, 8), Arrow IPC
+        scores-000000000000-000000000008.json    marker: sha256, size, rows, per-batch statistics
+      data-*.arrow, dataset_info.json, state.json   the merged scored dataset (`save_to_disk` format)
+      rap_scoring.json                      written last: its presence means the run is complete
+
+A batch counts as done only when its marker exists and the data file matches the marker's sha256 and row
+count. Both files are written to a temporary name, fsynced and renamed, so a SIGKILL leaves either nothing, a
+stray temporary file, or a data file without a marker, and each of those is detected and redone. Batches are
+keyed by global row range, not by process, so a run may be resumed with another number of processes or
+another batch size (scores do not depend on either).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+
+    from rap_hf.config import RAPConfig
+
+logger = logging.getLogger("rap_hf")
+
+SCORING_METADATA = "rap_scoring.json"
+CHECKPOINT_DIR = "rap_checkpoint"
+MANIFEST = "manifest.json"
+_BATCH_RE = re.compile(r"^scores-(\d{12})-(\d{12})\.json$")
+# Files `save_to_disk` writes; the only ones (with ours) that --overwrite removes from an output directory.
+_DATASET_FILES = ("dataset_info.json", "state.json")
+_DATASET_GLOB = "data-*.arrow"
+
+# RAPConfig fields that only change selection: they never change a score, so they stay out of the fingerprint
+# (re-running `rap-hf score` with another lambda_c must resume, not be refused).
+SELECTION_FIELDS = frozenset(
+    {"lambda_c", "lambda_a", "ace_mode", "drm_k", "drm_ratio", "use_drm", "target_ratio", "target_size"}
+)
+# Fields that change how work is split, not what is computed (scores do not depend on the batch size).
+LAYOUT_FIELDS = frozenset({"batch_size"})
+
+
+class CheckpointMismatchError(ValueError):
+    """The output directory holds work from a run with another fingerprint (config, dataset or model)."""
+
+
+# ------------------------------------------------------------------------------------------------ fingerprint
+
+
+def model_identity(model: Any, revision: str | None = None) -> dict[str, Any]:
+    """What identifies the scoring model, cheaply: name, revision and, for a local folder, its config and the
+    names and sizes of its weight files (re-saving other weights under the same path changes them)."""
+    if not isinstance(model, (str, os.PathLike)):
+        config = getattr(model, "config", None)
+        config_json = config.to_json_string() if config is not None else type(model).__name__
+        return {
+            "name": getattr(model, "name_or_path", type(model).__name__),
+            "config_sha256": hashlib.sha256(config_json.encode()).hexdigest(),
+        }
+    name = os.fspath(model)
+    identity: dict[str, Any] = {"name": name, "revision": revision}
+    path = Path(name)
+    if path.is_dir():
+        config_file = path / "config.json"
+        if config_file.is_file():
+            identity["config_sha256"] = hashlib.sha256(config_file.read_bytes()).hexdigest()
+        identity["weights"] = sorted(
+            (p.name, p.stat().st_size)
+            for p in path.iterdir()
+            if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file()
+        )
+    return identity
+
+
+def scoring_fingerprint_inputs(
+    *,
+    dataset: datasets.Dataset,
+    config: RAPConfig,
+    model: dict[str, Any],
+    reward_fn: str,
+    torch_dtype: str,
+    attn_implementation: str | None,
+) -> dict[str, Any]:
+    """Everything a score depends on, as JSON-able values (stored in the manifest to explain a mismatch)."""
+    scoring_config = {
+        k: v for k, v in config.to_dict().items() if k not in SELECTION_FIELDS and k not in LAYOUT_FIELDS
+    }
+    inputs = {
+        "dataset_fingerprint": dataset._fingerprint,
+        "num_rows": len(dataset),
+        "rap_config": scoring_config,
+        "model": model,
+        "reward_fn": reward_fn,
+        "torch_dtype": str(torch_dtype),
+        "attn_implementation": attn_implementation,
+        "format": "rap-checkpoint-v1",
+    }
+    # Through JSON once, so these compare equal to the copy read back from a manifest (tuples become lists).
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+def fingerprint_of(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Which fingerprint inputs differ, e.g. "rap_config.seed (0 -> 1), dataset_fingerprint"."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    parts.append(f"{key}.{sub} ({a.get(sub)!r} -> {b.get(sub)!r})")
+        elif key in ("num_rows", "torch_dtype", "attn_implementation", "reward_fn"):
+            parts.append(f"{key} ({a!r} -> {b!r})")
+        else:
+            parts.append(key)
+    return ", ".join(parts) or "unknown"
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader sees either nothing or all of it (tmp + fsync + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _batch_stem(start: int, end: int) -> str:
+    return f"scores-{start:012d}-{end:012d}"
+
+
+@dataclass
+class BatchStats:
+    """Per-batch counters, stored in each marker so totals survive restarts and sum over processes."""
+
+    rows: int = 0
+    errors: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: BatchStats) -> None:
+        self.rows += other.rows
+        self.errors += other.errors
+        self.generated_tokens += other.generated_tokens
+        self.seconds += other.seconds
+        for reason, count in other.error_reasons.items():
+            self.error_reasons[reason] = self.error_reasons.get(reason, 0) + count
+
+
+@dataclass
+class CheckpointState:
+    """What the main process found in the output directory before scoring."""
+
+    complete: bool
+    done: list[tuple[int, int]]
+    redone: list[tuple[int, int]]
+    discarded_tmp: int
+
+
+class ScoreCheckpoint:
+    """The checkpoint folder of one scoring run in `output_dir` (see the module docstring for the layout).
+
+    Any process may write batches (`write_batch`); only the main process prepares the folder (`prepare`) and
+    merges (`merge`). Picklable, so `datasets.map(num_proc=...)` workers can write batches too.
+    """
+
+    def __init__(
+        self, output_dir: str | os.PathLike, fingerprint: str, inputs: dict[str, Any], features: Any
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.dir = self.output_dir / CHECKPOINT_DIR
+        self.fingerprint = fingerprint
+        self.inputs = inputs
+        self.features = features  # datasets.Features of the score columns
+        self.num_rows = int(inputs["num_rows"])
+
+    # ---- checks before any model work ----
+
+    def check(self, overwrite: bool = False) -> bool:
+        """Refuse an output directory holding finished work from another fingerprint; True if already complete.
+
+        Read-only, cheap: run it before loading the model. Finished work is a completed scored dataset or at
+        least one checkpointed batch; a manifest alone (a run that died before finishing a batch) is not.
+        """
+        if not self.output_dir.exists():
+            return False
+        if not self.output_dir.is_dir():
+            raise CheckpointMismatchError(f"--output {self.output_dir} exists and is not a directory")
+        if overwrite:
+            return False
+        metadata_path = self.output_dir / SCORING_METADATA
+        if metadata_path.exists():
+            metadata = _read_json(metadata_path) or {}
+            if metadata.get("fingerprint") == self.fingerprint:
+                return self._final_dataset_present()
+            old = metadata.get("fingerprint_inputs") or {}
+            raise CheckpointMismatchError(
+                f"{self.output_dir} already holds a scored dataset from a different run (differs in: "
+                f"{describe_difference(old, self.inputs) if old else 'unknown: no fingerprint recorded'}). "
+                "Pass --overwrite to replace it, or choose another --output."
+            )
+        manifest = _read_json(self.dir / MANIFEST)
+        if manifest is not None and manifest.get("fingerprint") != self.fingerprint and self._markers():
+            raise CheckpointMismatchError(
+                f"{self.output_dir} holds an unfinished scoring run with a different fingerprint (differs in: "
+                f"{describe_difference(manifest.get('inputs') or {}, self.inputs)}). Re-run with the original "
+                "settings to resume it, pass --overwrite to discard it, or choose another --output."
+            )
+        if manifest is None:
+            foreign = [
+                p.name
+                for p in self.output_dir.iterdir()
+                if p.name != CHECKPOINT_DIR and not p.name.startswith(".")
+            ]
+            if foreign:
+                raise CheckpointMismatchError(
+                    f"--output {self.output_dir} is not empty and was not written by `rap-hf score` "
+                    f"(found {sorted(foreign)[:5]}). Pass --overwrite to write into it anyway, or choose another "
+                    "--output."
+                )
+        return False
+
+    def prepare(self, overwrite: bool = False) -> CheckpointState:
+        """Main process: discard stale or foreign work, drop corrupt batches, write the manifest.
+
+        Call after `check` and after the model loaded (so a run that fails to start leaves no manifest behind
+        that would pin the directory to a fingerprint)."""
+        if self.check(overwrite):
+            return CheckpointState(complete=True, done=[], redone=[], discarded_tmp=0)
+        manifest = _read_json(self.dir / MANIFEST)
+        stale = manifest is None or manifest.get("fingerprint") != self.fingerprint
+        if overwrite or stale:
+            self._remove_final_dataset()
+            (self.output_dir / SCORING_METADATA).unlink(missing_ok=True)
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+        elif (self.output_dir / SCORING_METADATA).exists():
+            (self.output_dir / SCORING_METADATA).unlink()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        discarded = 0
+        for tmp in self.dir.glob(".*.tmp"):  # interrupted writes: never renamed, never trusted
+            tmp.unlink(missing_ok=True)
+            discarded += 1
+        done, redone = [], []
+        for start, end in self._markers():
+            if self.verify(start, end):
+                done.append((start, end))
+            else:
+                redone.append((start, end))
+                self._remove_batch(start, end)
+        # A data file without a marker was being written when the run died: redo it.
+        marked = {(_batch_stem(s, e) + ".arrow") for s, e in done}
+        for data_file in self.dir.glob("scores-*.arrow"):
+            if data_file.name not in marked:
+                data_file.unlink(missing_ok=True)
+                discarded += 1
+        if redone:
+            logger.warning(
+                "RAP checkpoint: %d corrupt or partial batch(es) will be redone: %s", len(redone), redone
+            )
+        _atomic_write(
+            self.dir / MANIFEST,
+            json.dumps(
+                {"fingerprint": self.fingerprint, "inputs": self.inputs, "created": time.time()}, indent=2
+            ).encode(),
+        )
+        return CheckpointState(complete=False, done=done, redone=redone, discarded_tmp=discarded)
+
+    def manifest_visible(self) -> bool:
+        """Whether this process sees the main process's manifest (False: the output is not on a shared disk)."""
+        manifest = _read_json(self.dir / MANIFEST)
+        return manifest is not None and manifest.get("fingerprint") == self.fingerprint
+
+    # ---- batches ----
+
+    def _markers(self) -> list[tuple[int, int]]:
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for path in self.dir.iterdir():
+            match = _BATCH_RE.match(path.name)
+            if match:
+                found.append((int(match.group(1)), int(match.group(2))))
+        return sorted(found)
+
+    def done_ranges(self) -> list[tuple[int, int]]:
+        """Row ranges whose markers exist (verified by `prepare` on the main process before scoring)."""
+        return self._markers()
+
+    def write_batch(self, start: int, outputs: dict[str, list], stats: BatchStats) -> None:
+        """Checkpoint the score columns of rows [start, start + len): data file first, then its marker."""
+        import pyarrow as pa
+
+        rows = len(next(iter(outputs.values()))) if outputs else 0
+        if rows == 0:
+            return
+        end = start + rows
+        table = pa.Table.from_pydict(
+            {name: outputs[name] for name in self.features}, schema=self.features.arrow_schema
+        )
+        buffer = io.BytesIO()
+        with pa.ipc.new_file(buffer, table.schema) as writer:
+            writer.write_table(table)
+        data = buffer.getvalue()
+        stem = _batch_stem(start, end)
+        _atomic_write(self.dir / f"{stem}.arrow", data)
+        marker = {
+            "start": start,
+            "end": end,
+            "rows": rows,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "stats": stats.__dict__,
+        }
+        _atomic_write(self.dir / f"{stem}.json", json.dumps(marker).encode())
+
+    def verify(self, start: int, end: int) -> bool:
+        """True if rows [start, end) have a marker and a data file that matches it byte for byte."""
+        marker = _read_json(self.dir / f"{_batch_stem(start, end)}.json")
+        data_path = self.dir / f"{_batch_stem(start, end)}.arrow"
+        if marker is None or not data_path.is_file():
+            return False
+        if data_path.stat().st_size != marker.get("bytes") or marker.get("rows") != end - start:
+            return False
+        return hashlib.sha256(data_path.read_bytes()).hexdigest() == marker.get("sha256")
+
+    def _remove_batch(self, start: int, end: int) -> None:
+        stem = _batch_stem(start, end)
+        (self.dir / f"{stem}.json").unlink(missing_ok=True)
+        (self.dir / f"{stem}.arrow").unlink(missing_ok=True)
+
+    def missing_ranges(self) -> list[tuple[int, int]]:
+        """Row ranges of [0, num_rows) without a marker (work not finished yet)."""
+        return complement(self._markers(), self.num_rows)
+
+    # ---- merge ----
+
+    def load_scores(self) -> tuple[datasets.Dataset, BatchStats]:
+        """Verify every batch and concatenate them in row order; raise `CorruptBatchError` listing bad ones."""
+        import datasets
+        import pyarrow as pa
+
+        ranges = self._markers()
+        _check_tiling(ranges, self.num_rows)
+        bad = [r for r in ranges if not self.verify(*r)]
+        if bad:
+            for r in bad:
+                self._remove_batch(*r)
+            raise CorruptBatchError(bad)
+        tables, totals = [], BatchStats()
+        for start, end in ranges:
+            stem = _batch_stem(start, end)
+            with pa.memory_map(str(self.dir / f"{stem}.arrow")) as source:
+                tables.append(pa.ipc.open_file(source).read_all())
+            totals.add(BatchStats(**(_read_json(self.dir / f"{stem}.json") or {}).get("stats", {})))
+        table = (
+            pa.concat_tables(tables) if tables else self.features.arrow_schema.empty_table()
+        ).combine_chunks()
+        return datasets.Dataset(table, info=datasets.DatasetInfo(features=self.features)), totals
+
+    def finalize(self, scored: datasets.Dataset, metadata: dict[str, Any], keep_checkpoints: bool) -> None:
+        """Save the merged dataset into the output directory, then `rap_scoring.json` (the completion mark)."""
+        self._remove_final_dataset()  # leftovers of a merge that was killed half-way
+        scored.save_to_disk(str(self.output_dir))
+        self.write_metadata(metadata)
+        if not keep_checkpoints:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write_metadata(self, metadata: dict[str, Any]) -> None:
+        """Write `rap_scoring.json` (with the run's fingerprint) atomically."""
+        metadata = {**metadata, "fingerprint": self.fingerprint, "fingerprint_inputs": self.inputs}
+        _atomic_write(
+            self.output_dir / SCORING_METADATA, json.dumps(metadata, indent=2, default=str).encode()
+        )
+
+    def read_metadata(self) -> dict[str, Any]:
+        return _read_json(self.output_dir / SCORING_METADATA) or {}
+
+    def _final_dataset_present(self) -> bool:
+        return (self.output_dir / "state.json").is_file() and any(self.output_dir.glob(_DATASET_GLOB))
+
+    def _remove_final_dataset(self) -> None:
+        for name in _DATASET_FILES:
+            (self.output_dir / name).unlink(missing_ok=True)
+        for path in self.output_dir.glob(_DATASET_GLOB):
+            path.unlink(missing_ok=True)
+
+
+class CorruptBatchError(RuntimeError):
+    """Checkpointed batches failed verification at merge time (they were removed, to be scored again)."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        super().__init__(f"corrupt checkpointed batches (removed, to be redone): {ranges}")
+        self.ranges = ranges
+
+
+def complement(ranges: Iterable[tuple[int, int]], num_rows: int) -> list[tuple[int, int]]:
+    """The row ranges of [0, num_rows) not covered by `ranges` (sorted, non-overlapping)."""
+    missing, cursor = [], 0
+    for start, end in sorted(ranges):
+        if start > cursor:
+            missing.append((cursor, start))
+        cursor = max(cursor, end)
+    if cursor < num_rows:
+        missing.append((cursor, num_rows))
+    return missing
+
+
+def _check_tiling(ranges: list[tuple[int, int]], num_rows: int) -> None:
+    cursor = 0
+    for start, end in ranges:
+        if start != cursor:
+            what = "overlap" if start < cursor else "gap"
+            raise RuntimeError(
+                f"checkpointed batches do not tile the dataset: {what} at row {min(start, cursor)}"
+            )
+        cursor = end
+    if cursor != num_rows:
+        raise RuntimeError(f"checkpointed batches cover {cursor} of {num_rows} rows")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

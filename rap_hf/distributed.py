@@ -1,0 +1,595 @@
+"""Scoring across processes, GPUs and machines, resumable: what `rap-hf score` runs.
+
+Under ``accelerate launch`` / ``torchrun`` every process loads the model and scores a contiguous shard of the
+rows that are not checkpointed yet, through `datasets.map` (`RAPDataFilter.score_batches`) with
+``index_offset`` set to the shard's first global row, so every completion keeps the seed it has in a
+one-process run. Each finished batch is written to ``OUTPUT/rap_checkpoint/`` (see `rap_hf.checkpointing`);
+the main process waits for the others' batches by watching that folder (no collective, so no NCCL timeout
+however unequal the shards), merges them in row order next to the input columns, and saves the result.
+
+The same code path runs with one process, so a single-GPU run is resumable too. Alternatives:
+
+* ``num_proc=N`` (one process, N GPUs): `datasets.map(num_proc=N, with_rank=True)` with the ``spawn`` start
+  method, each worker loading its own copy of the model on ``cuda:rank``, as the `datasets` docs describe.
+* DeepSpeed ZeRO-3 (``accelerate launch --config_file zero3.yaml``): the model is loaded sharded; see
+  `rap_hf.zero3` for the two ways it is scored (gathered, or sharded in lock-step).
+
+Multi-machine runs need OUTPUT on a filesystem every machine sees: the main process reads the other
+processes' batches from there (checked at start-up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rap_hf.checkpointing import (
+    BatchStats,
+    CheckpointMismatchError,
+    CorruptBatchError,
+    ScoreCheckpoint,
+    fingerprint_of,
+    model_identity,
+    scoring_fingerprint_inputs,
+)
+from rap_hf.config import RAPConfig
+from rap_hf.zero3 import all_reduce_max, zero3_requested
+
+logger = logging.getLogger("rap_hf")
+
+# How often the main process looks for the other processes' batches.
+POLL_SECONDS = 0.5
+
+
+# ---------------------------------------------------------------------------------------------- processes
+
+
+@dataclass
+class ProcessContext:
+    """This process's place in the launch: rank, world size, device, and the few collectives scoring uses."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device | None = None
+    accelerator: Any = None  # set under ZeRO-3 only (DeepSpeed needs an Accelerator, not just a state)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> ProcessContext:
+        """Read the launch from the environment ``accelerate launch``/``torchrun`` set; one process otherwise.
+
+        A single process does not touch accelerate's global state (it stays usable inside a notebook or a
+        test); several processes get accelerate's process group (gloo on CPU, NCCL on GPU) and device.
+        """
+        if zero3_requested():
+            from accelerate import Accelerator
+
+            accelerator = Accelerator()  # sets the DeepSpeed config transformers uses for zero.Init loading
+            return cls(
+                accelerator.process_index,
+                accelerator.num_processes,
+                accelerator.local_process_index,
+                accelerator.device,
+                accelerator,
+            )
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        from accelerate import PartialState
+
+        cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
+            "1",
+            "true",
+        )
+        state = PartialState(cpu=cpu)
+        return cls(state.process_index, state.num_processes, state.local_process_index, state.device)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    @contextlib.contextmanager
+    def main_process_first(self) -> Iterator[None]:
+        """The main process runs the block first (e.g. a dataset download), then the others."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """The main process's `value`, on every process."""
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the main process and hand its result, or its error, to every process.
+
+        Without this, an error on the main process (e.g. a refused output directory) would leave the other
+        processes waiting for it in a collective until the launcher's timeout.
+        """
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except Exception as exc:
+                error = exc
+        shared = self.broadcast((result, None if error is None else (type(error).__name__, str(error))))
+        if error is not None:
+            raise error
+        if shared[1] is not None:
+            name, message = shared[1]
+            kind = CheckpointMismatchError if name == CheckpointMismatchError.__name__ else RuntimeError
+            raise kind(
+                message if kind is CheckpointMismatchError else f"main process failed: {name}: {message}"
+            )
+        return shared[0]
+
+
+def split_rows(ranges: list[tuple[int, int]], world_size: int, rank: int) -> list[tuple[int, int]]:
+    """This rank's contiguous share of the rows in `ranges` (sorted, disjoint), balanced to within one row.
+
+    In a fresh run `ranges` is [(0, n)] and rank r gets rows [r * n // W, (r + 1) * n // W); after a restart
+    it is whatever is left, split the same way, so the number of processes may change between restarts.
+    """
+    total = sum(end - start for start, end in ranges)
+    lo, hi = rank * total // world_size, (rank + 1) * total // world_size
+    mine, seen = [], 0
+    for start, end in ranges:
+        size = end - start
+        a, b = max(lo - seen, 0), min(hi - seen, size)
+        if a < b:
+            mine.append((start + a, start + b))
+        seen += size
+    return mine
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class ScoringResult:
+    """What `score_to_disk` returns: the scored dataset and its metadata on the main process, None elsewhere."""
+
+    output_dir: Path
+    is_main: bool
+    dataset: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    already_complete: bool = False
+    process_stats: dict[str, Any] = field(default_factory=dict)  # this process's own counters
+
+
+class _BatchWriter:
+    """`on_batch` callback: checkpoints each scored batch with the statistics it added (picklable)."""
+
+    def __init__(self, checkpoint: ScoreCheckpoint, stats_source: Any = None) -> None:
+        self.checkpoint = checkpoint
+        self.stats_source = stats_source
+        self._last = (0, 0, 0, {})
+        self._clock = time.perf_counter()
+
+    def __call__(self, start: int, outputs: dict[str, list]) -> None:
+        stats = self.stats_source.stats
+        rows, errors, tokens, reasons = self._last
+        delta = BatchStats(
+            rows=stats.rows - rows,
+            errors=stats.errors - errors,
+            generated_tokens=stats.generated_tokens - tokens,
+            seconds=time.perf_counter() - self._clock,
+            error_reasons={
+                k: v - reasons.get(k, 0) for k, v in stats.error_reasons.items() if v - reasons.get(k, 0)
+            },
+        )
+        self.checkpoint.write_batch(start, outputs, delta)
+        self._last = (stats.rows, stats.errors, stats.generated_tokens, dict(stats.error_reasons))
+        self._clock = time.perf_counter()
+
+
+def score_to_disk(
+    model: str | os.PathLike | Any,
+    dataset: Any,
+    output_dir: str | os.PathLike,
+    config: RAPConfig,
+    *,
+    processor: Any = None,
+    reward_fn: Any = None,
+    trust_remote_code: bool = False,
+    torch_dtype: str | torch.dtype = "auto",
+    device: str | None = None,
+    attn_implementation: str | None = None,
+    revision: str | None = None,
+    overwrite: bool = False,
+    keep_checkpoints: bool = False,
+    num_proc: int | None = None,
+    zero3_gather_params: bool = False,
+    lockstep: bool | None = None,
+    metadata: dict[str, Any] | None = None,
+    context: ProcessContext | None = None,
+) -> ScoringResult:
+    """Score `dataset` into `output_dir` (``save_to_disk`` format + ``rap_scoring.json``), resumably.
+
+    Call it in every process of a launch with the same arguments. Finished batches are checkpointed; calling
+    it again after a crash (with any number of processes) scores only what is missing and ends with exactly
+    the dataset an uninterrupted run writes. A directory holding work from another fingerprint (scoring
+    config, dataset, model, reward function, dtype) raises `CheckpointMismatchError` unless `overwrite`.
+
+    Args:
+        model, processor, reward_fn, trust_remote_code, torch_dtype, attn_implementation, revision: as for
+            `RAPDataFilter`.
+        device: the device of a single-process run; with several processes each uses its own (accelerate's).
+        overwrite: discard what `output_dir` holds (rap-hf's files only) and start over.
+        keep_checkpoints: keep ``rap_checkpoint/`` after the merge (it is removed by default).
+        num_proc: one process, `num_proc` workers of `datasets.map`, each with its own model copy on
+            ``cuda:rank`` (CPU when there is no GPU). Not combinable with a multi-process launch.
+        zero3_gather_params: under ZeRO-3, gather the full weights for scoring (TRL's default for generation)
+            instead of scoring the sharded model in lock-step (see `rap_hf.zero3`).
+        lockstep: force the lock-step call schedule on (True) or off (False); None: on exactly when ZeRO-3
+            scores sharded weights. True without ZeRO-3 exercises the schedule on CPU.
+        metadata: extra entries for ``rap_scoring.json``.
+        context: the process layout; by default read from the environment.
+    """
+    import datasets
+
+    from rap_hf.filter import SCORE_COLUMNS, _fn_name, resolve_columns, score_features
+    from rap_hf.rewards import resolve_reward_fn
+
+    ctx = context or ProcessContext.from_environment()
+    if num_proc is not None and ctx.world_size > 1:
+        raise ValueError(
+            "num_proc is the single-process alternative to a multi-process launch; use one or the other"
+        )
+    config.validate()
+    resolve_columns(dataset, config)  # fail fast, before any model work
+    existing = [c for c in SCORE_COLUMNS if c in dataset.column_names]
+    if existing:
+        raise ValueError(f"dataset already has score columns {existing}; remove them to score again")
+    inputs = scoring_fingerprint_inputs(
+        dataset=dataset,
+        config=config,
+        model=model_identity(model, revision),
+        reward_fn=_fn_name(resolve_reward_fn(reward_fn)),
+        torch_dtype=str(torch_dtype),
+        attn_implementation=attn_implementation,
+    )
+    checkpoint = ScoreCheckpoint(
+        output_dir, fingerprint_of(inputs), inputs, score_features(config.keep_completions)
+    )
+    if ctx.on_main(lambda: checkpoint.check(overwrite)):
+        return _already_complete(checkpoint, ctx)
+    if not ctx.is_main:
+        datasets.disable_progress_bars()  # one progress bar per launch is enough
+
+    started = time.perf_counter()
+    flt, engine = None, None
+    if num_proc is None:
+        flt, engine = _load_filter(
+            model,
+            processor,
+            config,
+            reward_fn,
+            ctx,
+            trust_remote_code=trust_remote_code,
+            torch_dtype=torch_dtype,
+            device=device,
+            attn_implementation=attn_implementation,
+            revision=revision,
+        )
+    load_seconds = time.perf_counter() - started
+
+    def plan() -> dict[str, Any]:
+        state = checkpoint.prepare(overwrite)
+        return {"pending": checkpoint.missing_ranges(), "state": state}
+
+    planned = ctx.on_main(plan)
+    if not ctx.is_main and not checkpoint.manifest_visible():
+        raise RuntimeError(
+            f"process {ctx.rank} cannot see {checkpoint.dir / 'manifest.json'} written by the main process: "
+            "--output must be on a filesystem shared by every machine of the launch"
+        )
+    pending: list[tuple[int, int]] = planned["pending"]
+    resumed_rows = len(dataset) - sum(b - a for a, b in pending)
+    mine = split_rows(pending, ctx.world_size, ctx.rank)
+    if resumed_rows:
+        logger.info("RAP scoring resumes: %d of %d rows already checkpointed", resumed_rows, len(dataset))
+
+    scoring_started = time.perf_counter()
+    if num_proc is not None:
+        _score_with_num_proc(
+            model,
+            dataset,
+            mine,
+            checkpoint,
+            config,
+            reward_fn,
+            num_proc,
+            model_kwargs={
+                "processor": processor,
+                "trust_remote_code": trust_remote_code,
+                "torch_dtype": torch_dtype,
+                "attn_implementation": attn_implementation,
+                "revision": revision,
+            },
+        )
+    else:
+        _score_ranges(flt, engine, ctx, dataset, mine, checkpoint, zero3_gather_params, lockstep)
+    scored_seconds = time.perf_counter() - scoring_started
+    process_stats = _process_stats(flt, ctx, scored_seconds)
+    if not ctx.is_main:
+        return ScoringResult(Path(output_dir), is_main=False, process_stats=process_stats)
+
+    waited = _wait_for_other_processes(checkpoint, ctx.world_size)
+    merge_started = time.perf_counter()
+    try:
+        scores, totals = checkpoint.load_scores()
+    except CorruptBatchError as exc:
+        if flt is None or engine is not None or flt.lockstep is not None:  # the others have left
+            raise RuntimeError(f"{exc}; run the same command again to score them") from exc
+        logger.warning("%s: rescoring them on the main process", exc)
+        for start, end in exc.ranges:
+            flt.score_batches(
+                dataset.select(range(start, end)), _BatchWriter(checkpoint, flt), index_offset=start
+            )
+        scores, totals = checkpoint.load_scores()
+    scored = datasets.concatenate_datasets([dataset, scores], axis=1)
+    total_seconds = time.perf_counter() - scoring_started
+    meta = {
+        **(metadata or {}),
+        "rows": len(scored),
+        "scoring_seconds": total_seconds,
+        "model_load_seconds": load_seconds,
+        "process_seconds": totals.seconds,
+        "main_process_scoring_seconds": scored_seconds,
+        "wait_seconds": waited,
+        "generated_tokens": totals.generated_tokens,
+        "errors": totals.errors,
+        "error_reasons": totals.error_reasons,
+        "num_processes": num_proc if num_proc is not None else ctx.world_size,
+        "resumed_rows": resumed_rows,
+        "redone_batches": [list(r) for r in planned["state"].redone],
+        "rap_config": config.to_dict(),
+    }
+    checkpoint.finalize(scored, {**meta, "merge_seconds": 0.0}, keep_checkpoints)
+    meta["merge_seconds"] = time.perf_counter() - merge_started
+    meta["scoring_seconds"] = time.perf_counter() - scoring_started
+    # Written again with the merge's own duration (the first write marked the run complete, in case the
+    # process dies right here).
+    checkpoint.write_metadata(meta)
+    return ScoringResult(
+        Path(output_dir), is_main=True, dataset=scored, metadata=meta, process_stats=process_stats
+    )
+
+
+def _process_stats(flt: Any, ctx: ProcessContext, seconds: float) -> dict[str, Any]:
+    stats: dict[str, Any] = {"rank": ctx.rank, "seconds": seconds}
+    if flt is not None:
+        stats.update(
+            rows=flt.stats.rows,
+            generated_tokens=flt.stats.generated_tokens,
+            errors=flt.stats.errors,
+            seconds_generation=flt.stats.seconds_generation,
+            seconds_attention=flt.stats.seconds_attention,
+        )
+        if flt.lockstep is not None:
+            stats.update(
+                lockstep_filler_generations=flt.lockstep.filler_generations,
+                lockstep_filler_forwards=flt.lockstep.filler_forwards,
+            )
+    return stats
+
+
+def _already_complete(checkpoint: ScoreCheckpoint, ctx: ProcessContext) -> ScoringResult:
+    import datasets
+
+    logger.info(
+        "RAP scoring: %s is already complete for this configuration; nothing to do", checkpoint.output_dir
+    )
+    if not ctx.is_main:
+        return ScoringResult(checkpoint.output_dir, is_main=False, already_complete=True)
+    return ScoringResult(
+        checkpoint.output_dir,
+        is_main=True,
+        dataset=datasets.load_from_disk(str(checkpoint.output_dir)),
+        metadata=checkpoint.read_metadata(),
+        already_complete=True,
+    )
+
+
+def _load_filter(model, processor, config, reward_fn, ctx: ProcessContext, *, device, **kwargs):
+    """Load the model for this process: on its own device, or sharded under ZeRO-3 (then also the engine)."""
+    from rap_hf.filter import RAPDataFilter
+
+    if ctx.accelerator is not None:  # ZeRO-3: zero.Init places the shards; moving them would break them
+        from rap_hf.zero3 import prepare_zero3_model
+
+        flt = RAPDataFilter(model, processor, config, reward_fn, device=None, **kwargs)
+        return flt, prepare_zero3_model(flt.model, ctx.accelerator)
+    if ctx.world_size > 1 and not (device is not None and str(device) == "cpu"):
+        device = ctx.device  # each process on its own GPU; one shared --device would stack them on one
+    return RAPDataFilter(model, processor, config, reward_fn, device=device, **kwargs), None
+
+
+def _score_ranges(
+    flt: Any,
+    engine: Any,
+    ctx: ProcessContext,
+    dataset: Any,
+    ranges: list[tuple[int, int]],
+    checkpoint: ScoreCheckpoint,
+    gather_params: bool,
+    lockstep: bool | None,
+) -> None:
+    from rap_hf.zero3 import Lockstep, model_for_scoring
+
+    if lockstep is None:
+        lockstep = engine is not None and not gather_params
+    if engine is not None:
+        scope = model_for_scoring(engine, ctx.accelerator, gather_params)
+    else:
+        scope = contextlib.nullcontext(flt.model)
+    writer = _BatchWriter(checkpoint, flt)
+    with scope as model:
+        flt.model = model
+        flt.lockstep = Lockstep() if lockstep else None
+        if flt.lockstep is not None:
+            # Every process must run as many batches as the busiest one: the others idle through empty
+            # ones at the end. Agreed on before scoring: any collective later would pair with the busy
+            # processes' in-batch collectives.
+            mine = sum(math.ceil((end - start) / flt.config.batch_size) for start, end in ranges)
+            busiest = all_reduce_max(mine, flt.model.device)
+        for start, end in ranges:
+            flt.score_batches(
+                dataset.select(range(start, end)),
+                writer,
+                index_offset=start,
+                desc=f"RAP scoring [process {ctx.rank}/{ctx.world_size}]",
+            )
+        if flt.lockstep is not None:
+            columns = flt.resolve_columns(dataset)
+            empty = {name: [] for name in dataset.column_names}
+            for _ in range(busiest - mine):
+                flt._score_batch(empty, [], ctx.rank, columns=columns, index_offset=0)
+
+
+def _wait_for_other_processes(checkpoint: ScoreCheckpoint, world_size: int) -> float:
+    """Main process: block until every row range is checkpointed (by polling the folder, not a collective)."""
+    started = time.perf_counter()
+    last_log = started
+    while missing := checkpoint.missing_ranges():
+        if world_size == 1:
+            raise RuntimeError(f"rows {missing} were not scored")  # cannot happen unless files were removed
+        if time.perf_counter() - last_log > 60:
+            logger.info("waiting for %d rows from the other processes", sum(b - a for a, b in missing))
+            last_log = time.perf_counter()
+        time.sleep(POLL_SECONDS)
+    return time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------- num_proc
+
+# Per worker process: the filter each `datasets.map` worker loaded (one model per GPU, loaded once).
+_WORKER_FILTERS: dict[tuple[int, str], Any] = {}
+
+
+class _PerRankScorer:
+    """The `datasets.map` function of the ``num_proc`` mode: loads the model once per worker on
+    ``cuda:rank`` (CPU without GPUs), scores the batch and checkpoints it. Picklable (no model inside)."""
+
+    def __init__(self, model, config, reward_fn, columns, checkpoint, model_kwargs, num_proc) -> None:
+        self.model = model
+        self.config = config
+        self.reward_fn = reward_fn
+        self.columns = columns
+        self.checkpoint = checkpoint
+        self.model_kwargs = model_kwargs
+        self.num_proc = num_proc
+
+    def _filter(self, rank: int):
+        from rap_hf.filter import RAPDataFilter
+
+        key = (rank, self.checkpoint.fingerprint)
+        if key not in _WORKER_FILTERS:
+            if torch.cuda.is_available():
+                device = f"cuda:{rank % torch.cuda.device_count()}"
+            else:
+                device = "cpu"
+                # Workers share the CPU: without this each would start one thread per core.
+                torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.num_proc))
+            flt = RAPDataFilter(
+                self.model, config=self.config, reward_fn=self.reward_fn, device=device, **self.model_kwargs
+            )
+            _WORKER_FILTERS[key] = (flt, _BatchWriter(self.checkpoint, flt))
+        return _WORKER_FILTERS[key]
+
+    def __call__(
+        self, batch: dict[str, list], indices: list[int], rank: int | None, index_offset: int
+    ) -> None:
+        flt, writer = self._filter(rank or 0)
+        out = flt._score_batch(batch, indices, rank, columns=self.columns, index_offset=index_offset)
+        if indices:
+            writer(index_offset + indices[0], out)
+
+
+def _score_with_num_proc(
+    model, dataset, ranges, checkpoint, config, reward_fn, num_proc: int, model_kwargs: dict[str, Any]
+) -> None:
+    """Score `ranges` in this process with `num_proc` `datasets.map` workers, one model per GPU."""
+    import multiprocess
+
+    from rap_hf.filter import _undecoded_images, resolve_columns
+
+    if not isinstance(model, (str, os.PathLike)):
+        raise ValueError("num_proc needs the model as a name or path: every worker loads its own copy")
+    # CUDA cannot be used in a forked child; `datasets` uses multiprocess's default context.
+    multiprocess.set_start_method("spawn", force=True)
+    columns = resolve_columns(dataset, config)
+    raw = _undecoded_images(dataset, columns["image"])
+    scorer = _PerRankScorer(model, config, reward_fn, columns, checkpoint, model_kwargs, num_proc)
+    for start, end in ranges:
+        batches = math.ceil((end - start) / config.batch_size)
+        raw.select(range(start, end)).map(
+            scorer,
+            batched=True,
+            batch_size=config.batch_size,
+            with_indices=True,
+            with_rank=True,
+            num_proc=min(num_proc, batches),
+            fn_kwargs={"index_offset": start},
+            load_from_cache_file=False,
+            desc=f"RAP scoring (num_proc={num_proc})",
+        )
+
+
+# ---------------------------------------------------------------------------------------------- launching
+
+
+def launch_scoring(args: Any, config: RAPConfig) -> None:
+    """`rap-hf score --accelerate_config NAME`: run the same scoring under ``accelerate launch``.
+
+    Like TRL's ``--accelerate_config``: NAME is a shipped config (`rap_hf.accelerate_configs`) or a path.
+    The arguments go to the launched processes as a ``--config`` YAML file (without the launch flags), so
+    every process parses exactly what this one did.
+    """
+    import dataclasses
+    import subprocess
+    import tempfile
+
+    import yaml
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    from rap_hf.accelerate_configs import resolve_accelerate_config
+
+    values = {**dataclasses.asdict(args), **config.to_dict()}
+    for launch_only in ("accelerate_config", "num_processes"):
+        values.pop(launch_only, None)
+    with tempfile.NamedTemporaryFile("w", prefix="rap-score-", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(values, handle, sort_keys=True)
+    argv = ["--config_file", str(resolve_accelerate_config(args.accelerate_config))]
+    if args.num_processes is not None:
+        argv += ["--num_processes", str(args.num_processes)]
+    argv += ["-m", "rap_hf", "score", "--config", handle.name]
+    logger.info("launching: accelerate launch %s", " ".join(argv))
+    try:
+        launch_command(launch_command_parser().parse_args(argv))
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(exc.returncode or 1) from None
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
