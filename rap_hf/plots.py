@@ -218,3 +218,73 @@ def plot_stage_counts(
     axes.set_title(f"rows per {STAGE_COLUMN} (selected: {total_selected})", fontsize=10)
     axes.set_xlim(0, max(heights + [1]) * 1.15)
     return _save(figure, out_dir / filename)
+
+
+# One colour per stage, so a stacked histogram shows where each stage sits on a score's axis.
+STAGE_COLOURS = {
+    "kept": "#2b8a3e",
+    "drm_in": "#d9480f",
+    "budget_in": "#f59f00",
+    "cde_rejected": "#9aa5b1",
+    "ace_rejected": "#5c7cfa",
+    "drm_out": "#e599f7",
+    "budget_out": "#ced4da",
+    "error": "#212529",
+}
+
+
+def plot_histograms_by_stage(
+    annotated: Dataset | DatasetDict,
+    out_dir: str | Path,
+    *,
+    config: RAPConfig | None = None,
+    columns: Sequence[str] = ("rap_cde", "rap_ace", "rap_difficulty"),
+    bins: int = 30,
+) -> list[Path]:
+    """One PNG per score column: a histogram stacked by `rap_stage` (files `hist_by_stage_<column>.png`).
+
+    Needs an annotated dataset (`select_cognitive_samples` output). Stages with no finite value in a column
+    are left out of its legend; threshold lines are drawn as in `plot_score_histograms`.
+    """
+    splits = _splits(annotated)
+    if not all(STAGE_COLUMN in ds.column_names for ds in splits):
+        raise ValueError(f"plot_histograms_by_stage needs the {STAGE_COLUMN!r} column: run select_cognitive_samples first")
+    stages = np.concatenate([np.asarray(_arrow_column(ds, STAGE_COLUMN).to_pylist(), dtype=object) for ds in splits])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for column in columns:
+        if not all(column in ds.column_names for ds in splits):
+            continue
+        values = _column_values(splits, column)
+        if column in _LOG10_COLUMNS:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = np.where(values > 0, np.log10(values), np.nan)
+        finite = np.isfinite(values)
+        if not finite.any():
+            continue
+        low, high = float(values[finite].min()), float(values[finite].max())
+        if low == high:
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, bins + 1)
+        groups = [(stage, values[finite & (stages == stage)]) for stage in STAGES]
+        groups = [(stage, v) for stage, v in groups if v.size]
+        figure = Figure(figsize=(5.0, 3.2))
+        figure.subplots_adjust(left=0.13, right=0.97, bottom=0.16, top=0.9)
+        axes = figure.add_subplot()
+        axes.hist(
+            [v for _, v in groups],
+            bins=edges,
+            stacked=True,
+            color=[STAGE_COLOURS[s] for s, _ in groups],
+            label=[f"{s} ({v.size})" for s, v in groups],
+        )
+        threshold = _threshold(column, config)
+        if threshold is not None:
+            axes.axvline(threshold[0], color="black", linestyle="--", linewidth=1.2, label=threshold[1])
+        axes.set_title(_TITLES.get(column, column) + ", by stage", fontsize=10)
+        axes.set_xlabel(f"log10 {column}" if column in _LOG10_COLUMNS else column)
+        axes.set_ylabel("rows")
+        axes.legend(fontsize=7)
+        written.append(_save(figure, out_dir / f"hist_by_stage_{column}.png"))
+    return written

@@ -40,7 +40,7 @@ class ReferenceRecipe:
     num_hidden_layers: int = field(default=4, metadata={"help": "Text decoder layers."})
     num_attention_heads: int = field(default=4, metadata={"help": "Text attention heads (head dim 32)."})
     num_key_value_heads: int = field(default=2, metadata={"help": "Text key/value heads (GQA)."})
-    vision_hidden_size: int = field(default=64, metadata={"help": "Vision encoder width."})
+    vision_hidden_size: int = field(default=128, metadata={"help": "Vision encoder width."})
     vision_depth: int = field(default=2, metadata={"help": "Vision encoder blocks."})
     train_rows: int = field(default=4000, metadata={"help": "Rows of the visual-arith train split."})
     text_only_leak_copies: float = field(
@@ -50,8 +50,8 @@ class ReferenceRecipe:
             "them without the image as a language-prior sample should be answered."
         },
     )
-    num_train_epochs: float = field(default=6.0, metadata={"help": "Passes over the SFT data."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop after this many steps (overrides epochs when > 0)."})
+    num_train_epochs: float = field(default=12.0, metadata={"help": "Passes over the SFT data (when max_steps <= 0)."})
+    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (overrides epochs when > 0)."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate (cosine decay)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size."})
     seed: int = field(default=0, metadata={"help": "Seed of the data, the initial weights and the shuffling."})
@@ -91,8 +91,11 @@ def train_reference_model(output_dir: str | os.PathLike, recipe: ReferenceRecipe
     recipe = recipe or ReferenceRecipe()
     output_dir = Path(output_dir)
     torch.manual_seed(recipe.seed)
+    source = visual_arith("train", recipe.train_rows, seed=recipe.seed)
+    corpus = [p[0]["content"][1]["text"] for p in source["prompt"]] + list(source["reference_completion"])
     model, processor = build_tiny_vlm(
         "qwen2_5_vl",
+        corpus_extra=corpus,
         seed=recipe.seed,
         hidden_size=recipe.hidden_size,
         num_hidden_layers=recipe.num_hidden_layers,
@@ -102,7 +105,7 @@ def train_reference_model(output_dir: str | os.PathLike, recipe: ReferenceRecipe
         vision_depth=recipe.vision_depth,
     )
     model.train()
-    train = sft_rows(visual_arith("train", recipe.train_rows, seed=recipe.seed), recipe.text_only_leak_copies, recipe.seed)
+    train = sft_rows(source, recipe.text_only_leak_copies, recipe.seed)
     settings: dict[str, Any] = {
         "output_dir": str(output_dir / "_checkpoints"),
         "num_train_epochs": recipe.num_train_epochs,
@@ -145,12 +148,16 @@ def greedy_accuracy(model_dir: str | os.PathLike, dataset: datasets.Dataset, *, 
 
     config = RAPConfig(num_rollouts=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size, compute_ace=False)
     scored = RAPDataFilter(str(model_dir), config=config).score(dataset.remove_columns(["reference_completion"]))
+    import numpy as np
+
+    kinds = np.asarray(scored["kind"])
+    acc_mm, acc_text = np.asarray(scored["rap_acc_mm"]), np.asarray(scored["rap_acc_text"])
     result: dict[str, dict[str, float]] = {}
-    for kind in sorted(set(scored["kind"])):
-        rows = scored.filter(lambda k: k == kind, input_columns="kind")
-        result[kind] = {
-            "n": len(rows),
-            "with_image": float(sum(rows["rap_acc_mm"]) / len(rows)),
-            "without_image": float(sum(rows["rap_acc_text"]) / len(rows)),
+    for kind in sorted(set(kinds)):
+        mask = kinds == kind
+        result[str(kind)] = {
+            "n": int(mask.sum()),
+            "with_image": float(acc_mm[mask].mean()),
+            "without_image": float(acc_text[mask].mean()),
         }
     return result

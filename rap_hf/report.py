@@ -95,6 +95,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|",
     ]
     lines += [f"| {stage} | {count} |" for stage, count in report["counts"].items()]
+    if report.get("figures"):
+        lines += ["", "## Figures", ""]
+        lines += [f"![{name}]({name})" for name in report["figures"]]
     for key, title in (("scores", "all scored rows"), ("scores_selected", "selected rows")):
         lines += [
             "",

@@ -122,6 +122,7 @@ def _training_corpus() -> list[str]:
 def build_tiny_tokenizer(
     vocab_size: int = _DEFAULT_BPE_VOCAB_SIZE,
     vocab_extra: Sequence[str] = (),
+    corpus_extra: Sequence[str] = (),
     chat_template: str = QWEN_VL_CHAT_TEMPLATE,
 ) -> PreTrainedTokenizerBase:
     """Train a tiny byte-level BPE in memory and wrap it as a `transformers.Qwen2Tokenizer`.
@@ -154,7 +155,9 @@ def build_tiny_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    bpe.train_from_iterator(_training_corpus(), trainer=trainer)
+    # A domain corpus (e.g. a dataset's questions) gives its frequent words their own tokens, which keeps
+    # sequences, and so training and scoring time, short.
+    bpe.train_from_iterator([*_training_corpus(), *corpus_extra], trainer=trainer)
     model_state = json.loads(bpe.to_str())["model"]
     vocab: dict[str, int] = dict(model_state["vocab"])
     # The special tokens go in the base vocabulary, right after the trained tokens, in their real order.
@@ -181,7 +184,9 @@ def build_tiny_tokenizer(
     return tokenizer
 
 
-def build_tiny_processor(family: str = "qwen2_5_vl", *, vocab_extra: Sequence[str] = ()) -> ProcessorMixin:
+def build_tiny_processor(
+    family: str = "qwen2_5_vl", *, vocab_extra: Sequence[str] = (), corpus_extra: Sequence[str] = ()
+) -> ProcessorMixin:
     """The processor of a tiny model of ``family``: tiny tokenizer, small-budget image processor, chat template.
 
     The image processor is the torchvision `Qwen2VLImageProcessor` (the PIL one when torchvision is missing);
@@ -226,7 +231,7 @@ def build_tiny_processor(family: str = "qwen2_5_vl", *, vocab_extra: Sequence[st
         min_pixels=MIN_MERGED_CELLS * cell, max_pixels=MAX_MERGED_CELLS * cell, **geometry, **norm
     )
     video_processor = VideoProcessor(size=video_size, **geometry, **norm)
-    tokenizer = build_tiny_tokenizer(vocab_extra=vocab_extra, chat_template=chat_template)
+    tokenizer = build_tiny_tokenizer(vocab_extra=vocab_extra, corpus_extra=corpus_extra, chat_template=chat_template)
     return ProcessorClass(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -244,6 +249,7 @@ def build_tiny_vlm(
     num_attention_heads: int = 4,
     num_key_value_heads: int = 2,
     vocab_extra: Sequence[str] = (),
+    corpus_extra: Sequence[str] = (),
     vision_hidden_size: int = 32,
     vision_depth: int = 2,
     attn_implementation: str = "sdpa",
@@ -263,6 +269,8 @@ def build_tiny_vlm(
         vocab_extra: Extra strings added to the tokenizer as ordinary (non-special) added tokens, e.g.
             ``("<think>", "</think>")``; they get ids after the special tokens, and the model's vocabulary
             includes them.
+        corpus_extra: Extra training text for the byte-level BPE (e.g. a dataset's questions and answers),
+            so its frequent words get their own tokens.
         vision_hidden_size: Width of the vision encoder (2 heads); a multiple of 8.
         vision_depth: Number of vision encoder blocks. Qwen2.5-VL: the last block uses full attention, the
             others window attention; Qwen3-VL: the first block feeds the deepstack merger.
@@ -296,7 +304,7 @@ def build_tiny_vlm(
     if vision_depth < 1 or num_hidden_layers < 1:
         raise ValueError("vision_depth and num_hidden_layers must be at least 1")
 
-    processor = build_tiny_processor(family, vocab_extra=vocab_extra)
+    processor = build_tiny_processor(family, vocab_extra=vocab_extra, corpus_extra=corpus_extra)
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIAL_TOKENS}
     bos_id = pad_id = ids["<|endoftext|>"]

@@ -63,7 +63,11 @@ def test_score_then_select_with_yaml_config(tiny_model_dir, tmp_path):
     assert report["counts"]["cde_rejected"] == 0 and report["config"]["lambda_c"] == -1
     selected = datasets.load_from_disk(str(tmp_path / "sel" / "selected"))
     assert len(selected) == report["selected"] and all(selected["rap_selected"])
-    assert "| kept |" in (tmp_path / "sel" / "report.md").read_text()
+    markdown = (tmp_path / "sel" / "report.md").read_text()
+    assert "| kept |" in markdown
+    # the report embeds its figures, and they exist next to it
+    assert "![stage_counts.png](stage_counts.png)" in markdown and "hist_by_stage_rap_cde.png" in report["figures"]
+    assert all((tmp_path / "sel" / name).stat().st_size > 1000 for name in report["figures"])
 
 
 def test_score_parquet_file_and_max_rows(tiny_model_dir, tmp_path):
