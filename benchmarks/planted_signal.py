@@ -56,7 +56,9 @@ def analyse(scored, config) -> dict:
     solved = acc_mm >= 0.5
     out["auroc_acc_mm_ge_0.5"] = auroc(list(-cde[leak & solved]), list(-cde[visual & solved]))
     out["auroc_ace_distractor_vs_visual"] = auroc(list(ace[kinds == "distractor"]), list(ace[visual]))
-    out["auroc_ace_norm_distractor_vs_visual"] = auroc(list(ace_norm[kinds == "distractor"]), list(ace_norm[visual]))
+    out["auroc_ace_norm_distractor_vs_visual"] = auroc(
+        list(ace_norm[kinds == "distractor"]), list(ace_norm[visual])
+    )
 
     for label, use_drm in (("with_drm", True), ("without_drm", False)):
         cfg = RAPConfig(**{**config.to_dict(), "use_drm": use_drm})
@@ -68,7 +70,11 @@ def analyse(scored, config) -> dict:
             pool_share = float((kinds == kind).mean())
             sel_share = float((kinds[selected] == kind).mean()) if selected.any() else float("nan")
             share[kind] = {"pool": pool_share, "selected": sel_share}
-        out[label] = {"selected": int(selected.sum()), "share": share, "stages": {s: int((stages == s).sum()) for s in sorted(set(stages))}}
+        out[label] = {
+            "selected": int(selected.sum()),
+            "share": share,
+            "stages": {s: int((stages == s).sum()) for s in sorted(set(stages))},
+        }
         if use_drm:
             drm_in, drm_out = stages == "drm_in", stages == "drm_out"
             out["drm_in_mean_acc_mm"] = float(acc_mm[drm_in].mean()) if drm_in.any() else float("nan")
@@ -79,21 +85,35 @@ def analyse(scored, config) -> dict:
 
 def print_seed(seed: int, result: dict, seconds: float) -> None:
     print(f"\n=== seed {seed} (scoring {seconds:.0f}s) ===")
-    print(f"{'kind':<11} {'n':>4} {'acc_mm':>7} {'acc_text':>8} {'cde':>6} {'ace p50':>9} {'ace p90':>9} {'ace_norm p50':>12} {'ace_norm p90':>12}")
+    print(
+        f"{'kind':<11} {'n':>4} {'acc_mm':>7} {'acc_text':>8} {'cde':>6} {'ace p50':>9} {'ace p90':>9} {'ace_norm p50':>12} {'ace_norm p90':>12}"
+    )
     for kind, r in result["per_kind"].items():
-        print(f"{kind:<11} {r['n']:>4} {r['acc_mm']:>7.3f} {r['acc_text']:>8.3f} {r['cde']:>6.3f} {r['ace_median']:>9.3g} {r['ace_p90']:>9.3g} {r['ace_norm_median']:>12.3f} {r['ace_norm_p90']:>12.3f}")
-    print(f"AUROC(-rap_cde, text_leak vs visual): overall {result['auroc_overall']:.3f}; among rap_acc_mm >= 0.5: {result['auroc_acc_mm_ge_0.5']:.3f}")
-    print(f"AUROC(ACE, distractor vs visual): paper {result['auroc_ace_distractor_vs_visual']:.3f}; normalized {result['auroc_ace_norm_distractor_vs_visual']:.3f}")
+        print(
+            f"{kind:<11} {r['n']:>4} {r['acc_mm']:>7.3f} {r['acc_text']:>8.3f} {r['cde']:>6.3f} {r['ace_median']:>9.3g} {r['ace_p90']:>9.3g} {r['ace_norm_median']:>12.3f} {r['ace_norm_p90']:>12.3f}"
+        )
+    print(
+        f"AUROC(-rap_cde, text_leak vs visual): overall {result['auroc_overall']:.3f}; among rap_acc_mm >= 0.5: {result['auroc_acc_mm_ge_0.5']:.3f}"
+    )
+    print(
+        f"AUROC(ACE, distractor vs visual): paper {result['auroc_ace_distractor_vs_visual']:.3f}; normalized {result['auroc_ace_norm_distractor_vs_visual']:.3f}"
+    )
     print(f"{'kind':<11} {'pool share':>10} {'selected (DRM)':>15} {'selected (no DRM)':>18}")
     for kind in result["per_kind"]:
         w, wo = result["with_drm"]["share"][kind], result["without_drm"]["share"][kind]
         print(f"{kind:<11} {w['pool']:>10.3f} {w['selected']:>15.3f} {wo['selected']:>18.3f}")
-    print(f"selected: {result['with_drm']['selected']} with DRM, {result['without_drm']['selected']} without; stages {result['with_drm']['stages']}")
-    print(f"DRM: {result['drm_swaps']} swaps; mean rap_acc_mm drm_in {result['drm_in_mean_acc_mm']:.3f} vs drm_out {result['drm_out_mean_acc_mm']:.3f}")
+    print(
+        f"selected: {result['with_drm']['selected']} with DRM, {result['without_drm']['selected']} without; stages {result['with_drm']['stages']}"
+    )
+    print(
+        f"DRM: {result['drm_swaps']} swaps; mean rap_acc_mm drm_in {result['drm_in_mean_acc_mm']:.3f} vs drm_out {result['drm_out_mean_acc_mm']:.3f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-rollouts", type=int, default=5)
@@ -114,7 +134,12 @@ def main() -> None:
     data = visual_arith("test", args.rows, seed=0).remove_columns(["reference_completion", "digits"])
     results = {}
     for seed in args.seeds:
-        config = RAPConfig(num_rollouts=args.num_rollouts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=seed)
+        config = RAPConfig(
+            num_rollouts=args.num_rollouts,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            seed=seed,
+        )
         start = time.perf_counter()
         scored = RAPDataFilter(model, config=config).score(data)
         seconds = time.perf_counter() - start

@@ -85,7 +85,8 @@ class ScoreArguments:
         },
     )
     num_processes: int | None = field(
-        default=None, metadata={"help": "With --accelerate_config: processes to launch (overrides the config)."}
+        default=None,
+        metadata={"help": "With --accelerate_config: processes to launch (overrides the config)."},
     )
 
 
@@ -133,7 +134,9 @@ class DemoArguments:
             "checks the pipeline only), or a model folder / Hub id."
         },
     )
-    dataset: str = field(default="builtin:visual-arith", metadata={"help": "Dataset to score (see `rap-hf score`)."})
+    dataset: str = field(
+        default="builtin:visual-arith", metadata={"help": "Dataset to score (see `rap-hf score`)."}
+    )
     split: str = field(default="test", metadata={"help": "Split of the dataset."})
     rows: int = field(default=120, metadata={"help": "Rows to score."})
     num_rollouts: int = field(default=5, metadata={"help": "Rollouts per arm."})
@@ -232,7 +235,10 @@ def select_main(args: SelectArguments, config: RAPConfig) -> dict:
         extra["scoring"] = json.loads(metadata_path.read_text())
     from rap_hf.plots import plot_histograms_by_stage, plot_stage_counts
 
-    figures = [plot_stage_counts(annotated, output), *plot_histograms_by_stage(annotated, output, config=config)]
+    figures = [
+        plot_stage_counts(annotated, output),
+        *plot_histograms_by_stage(annotated, output, config=config),
+    ]
     extra["figures"] = [figure.name for figure in figures]
     report = build_report(annotated, config, extra)
     json_path, md_path = write_report(report, output)
@@ -294,14 +300,23 @@ def demo_main(args: DemoArguments) -> dict:
 
         model = str(save_tiny_vlm(output / "model", seed=args.seed))
     config = RAPConfig(
-        num_rollouts=args.num_rollouts, max_new_tokens=args.max_new_tokens, seed=args.seed, batch_size=args.batch_size
+        num_rollouts=args.num_rollouts,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        batch_size=args.batch_size,
     )
     score_args = ScoreArguments(
-        model=model, dataset=args.dataset, split=args.split, max_rows=args.rows, output=str(output / "scores"),
+        model=model,
+        dataset=args.dataset,
+        split=args.split,
+        max_rows=args.rows,
+        output=str(output / "scores"),
         overwrite=True,  # a demo always scores afresh (other --rows would otherwise be refused)
     )
     score_main(score_args, config)
-    report = select_main(SelectArguments(scores=str(output / "scores"), output=str(output / "selection")), config)
+    report = select_main(
+        SelectArguments(scores=str(output / "scores"), output=str(output / "selection")), config
+    )
     print(
         "demo outputs:\n"
         f"  model:    {model}\n  scores:   {output / 'scores'}\n"
@@ -329,7 +344,9 @@ class ExploreArguments:
             "rap-tiny-vl), a local model folder, or 'none'."
         },
     )
-    host: str = field(default="127.0.0.1", metadata={"help": "Address to serve on (0.0.0.0: all interfaces)."})
+    host: str = field(
+        default="127.0.0.1", metadata={"help": "Address to serve on (0.0.0.0: all interfaces)."}
+    )
     port: int = field(default=7860, metadata={"help": "Port to serve on."})
     allow_push: bool = field(
         default=False,
@@ -451,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     name, rest = argv[0], argv[1:]
     _, types, runner = COMMANDS[name]
+    if name == "explore" and rest and not rest[0].startswith("-"):
+        rest = ["--dataset", *rest]  # `rap-hf explore PATH_OR_REPO_ID`: the dataset may be given bare
     try:
         parsed = _parse(types, rest, prog=f"rap-hf {name}")
         runner(*parsed)

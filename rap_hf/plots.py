@@ -248,8 +248,12 @@ def plot_histograms_by_stage(
     """
     splits = _splits(annotated)
     if not all(STAGE_COLUMN in ds.column_names for ds in splits):
-        raise ValueError(f"plot_histograms_by_stage needs the {STAGE_COLUMN!r} column: run select_cognitive_samples first")
-    stages = np.concatenate([np.asarray(_arrow_column(ds, STAGE_COLUMN).to_pylist(), dtype=object) for ds in splits])
+        raise ValueError(
+            f"plot_histograms_by_stage needs the {STAGE_COLUMN!r} column: run select_cognitive_samples first"
+        )
+    stages = np.concatenate(
+        [np.asarray(_arrow_column(ds, STAGE_COLUMN).to_pylist(), dtype=object) for ds in splits]
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

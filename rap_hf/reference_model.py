@@ -40,7 +40,7 @@ class ReferenceRecipe:
     num_hidden_layers: int = field(default=4, metadata={"help": "Text decoder layers."})
     num_attention_heads: int = field(default=4, metadata={"help": "Text attention heads (head dim 32)."})
     num_key_value_heads: int = field(default=2, metadata={"help": "Text key/value heads (GQA)."})
-    vision_hidden_size: int = field(default=128, metadata={"help": "Vision encoder width."})
+    vision_hidden_size: int = field(default=64, metadata={"help": "Vision encoder width."})
     vision_depth: int = field(default=2, metadata={"help": "Vision encoder blocks."})
     train_rows: int = field(default=4000, metadata={"help": "Rows of the visual-arith train split."})
     text_only_leak_copies: float = field(
@@ -50,11 +50,15 @@ class ReferenceRecipe:
             "them without the image as a language-prior sample should be answered."
         },
     )
-    num_train_epochs: float = field(default=12.0, metadata={"help": "Passes over the SFT data (when max_steps <= 0)."})
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (overrides epochs when > 0)."})
+    num_train_epochs: float = field(
+        default=12.0, metadata={"help": "Passes over the SFT data (when max_steps <= 0)."}
+    )
+    max_steps: int = field(default=900, metadata={"help": "Optimizer steps (overrides epochs when > 0)."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak AdamW learning rate (cosine decay)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Batch size."})
-    seed: int = field(default=0, metadata={"help": "Seed of the data, the initial weights and the shuffling."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed of the data, the initial weights and the shuffling."}
+    )
 
 
 def sft_rows(train: datasets.Dataset, text_only_leak_copies: float, seed: int) -> datasets.Dataset:
@@ -65,8 +69,12 @@ def sft_rows(train: datasets.Dataset, text_only_leak_copies: float, seed: int) -
     rows: dict[str, list[Any]] = {"prompt": [], "completion": [], "images": []}
     for row in train:
         question = next(p["text"] for p in row["prompt"][0]["content"] if p["type"] == "text")
-        completion = [{"role": "assistant", "content": [{"type": "text", "text": row["reference_completion"]}]}]
-        rows["prompt"].append([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}])
+        completion = [
+            {"role": "assistant", "content": [{"type": "text", "text": row["reference_completion"]}]}
+        ]
+        rows["prompt"].append(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        )
         rows["completion"].append(completion)
         rows["images"].append([row["image"]])
         if row["kind"] == "text_leak" and rng.random() < text_only_leak_copies:
@@ -76,7 +84,9 @@ def sft_rows(train: datasets.Dataset, text_only_leak_copies: float, seed: int) -
     return datasets.Dataset.from_dict(rows).shuffle(seed=seed)
 
 
-def train_reference_model(output_dir: str | os.PathLike, recipe: ReferenceRecipe | None = None, **trainer_overrides: Any) -> Path:
+def train_reference_model(
+    output_dir: str | os.PathLike, recipe: ReferenceRecipe | None = None, **trainer_overrides: Any
+) -> Path:
     """Build a tiny Qwen2.5-VL, SFT it on visual-arith with TRL's `SFTTrainer` (CPU is fine), save it.
 
     Writes the model, processor (with chat template), `training_log.json` and `recipe.json` to `output_dir`.
@@ -126,7 +136,9 @@ def train_reference_model(output_dir: str | os.PathLike, recipe: ReferenceRecipe
         "disable_tqdm": True,
     }
     settings.update(trainer_overrides)
-    trainer = SFTTrainer(model=model, args=SFTConfig(**settings), train_dataset=train, processing_class=processor)
+    trainer = SFTTrainer(
+        model=model, args=SFTConfig(**settings), train_dataset=train, processing_class=processor
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -141,13 +153,23 @@ def train_reference_model(output_dir: str | os.PathLike, recipe: ReferenceRecipe
     return output_dir
 
 
-def greedy_accuracy(model_dir: str | os.PathLike, dataset: datasets.Dataset, *, batch_size: int = 32, max_new_tokens: int = 48) -> dict[str, dict[str, float]]:
+def greedy_accuracy(
+    model_dir: str | os.PathLike, dataset: datasets.Dataset, *, batch_size: int = 32, max_new_tokens: int = 48
+) -> dict[str, dict[str, float]]:
     """Greedy accuracy per `kind`, with and without the image, by RAP's own reward (for reports and tests)."""
     from rap_hf.config import RAPConfig
     from rap_hf.filter import RAPDataFilter
 
-    config = RAPConfig(num_rollouts=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size, compute_ace=False)
-    scored = RAPDataFilter(str(model_dir), config=config).score(dataset.remove_columns(["reference_completion"]))
+    config = RAPConfig(
+        num_rollouts=1,
+        temperature=0.0,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        compute_ace=False,
+    )
+    scored = RAPDataFilter(str(model_dir), config=config).score(
+        dataset.remove_columns(["reference_completion"])
+    )
     import numpy as np
 
     kinds = np.asarray(scored["kind"])

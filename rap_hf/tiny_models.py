@@ -231,7 +231,9 @@ def build_tiny_processor(
         min_pixels=MIN_MERGED_CELLS * cell, max_pixels=MAX_MERGED_CELLS * cell, **geometry, **norm
     )
     video_processor = VideoProcessor(size=video_size, **geometry, **norm)
-    tokenizer = build_tiny_tokenizer(vocab_extra=vocab_extra, corpus_extra=corpus_extra, chat_template=chat_template)
+    tokenizer = build_tiny_tokenizer(
+        vocab_extra=vocab_extra, corpus_extra=corpus_extra, chat_template=chat_template
+    )
     return ProcessorClass(
         image_processor=image_processor,
         tokenizer=tokenizer,

@@ -66,7 +66,10 @@ def test_score_then_select_with_yaml_config(tiny_model_dir, tmp_path):
     markdown = (tmp_path / "sel" / "report.md").read_text()
     assert "| kept |" in markdown
     # the report embeds its figures, and they exist next to it
-    assert "![stage_counts.png](stage_counts.png)" in markdown and "hist_by_stage_rap_cde.png" in report["figures"]
+    assert (
+        "![stage_counts.png](stage_counts.png)" in markdown
+        and "hist_by_stage_rap_cde.png" in report["figures"]
+    )
     assert all((tmp_path / "sel" / name).stat().st_size > 1000 for name in report["figures"])
 
 
@@ -143,8 +146,23 @@ def test_score_errors_are_clear(tiny_model_dir, tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end_with_a_tiny_model(tmp_path, capsys):
-    args = ["demo", "--output", str(tmp_path / "demo"), "--model", "tiny", "--dataset", "builtin:tiny-synthetic",
-            "--split", "train", "--rows", "4", "--num_rollouts", "1", "--max_new_tokens", "4"]
+    args = [
+        "demo",
+        "--output",
+        str(tmp_path / "demo"),
+        "--model",
+        "tiny",
+        "--dataset",
+        "builtin:tiny-synthetic",
+        "--split",
+        "train",
+        "--rows",
+        "4",
+        "--num_rollouts",
+        "1",
+        "--max_new_tokens",
+        "4",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "report:" in out

@@ -8,7 +8,9 @@ from rap_hf.visual_arith import KINDS, scan_ids, visual_arith
 def test_deterministic_by_seed():
     a, b = visual_arith("train", 40, seed=0), visual_arith("train", 40, seed=0)
     assert a["prompt"] == b["prompt"] and a["solution"] == b["solution"] and a["digits"] == b["digits"]
-    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a["image"], b["image"], strict=True))
+    assert all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a["image"], b["image"], strict=True)
+    )
     c = visual_arith("train", 40, seed=1)
     assert c["digits"] != a["digits"]
 

@@ -18,7 +18,9 @@ from rap_hf.reference_model import ReferenceRecipe, greedy_accuracy, train_refer
 @dataclass
 class ScriptArguments:
     output_dir: str = field(metadata={"help": "Where to save the trained model and processor."})
-    eval_rows: int = field(default=400, metadata={"help": "Test rows for the greedy accuracy report (0: skip)."})
+    eval_rows: int = field(
+        default=400, metadata={"help": "Test rows for the greedy accuracy report (0: skip)."}
+    )
 
 
 def main(script_args: ScriptArguments, recipe: ReferenceRecipe) -> None:
