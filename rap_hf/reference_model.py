@@ -42,6 +42,15 @@ class ReferenceRecipe:
     num_key_value_heads: int = field(default=2, metadata={"help": "Text key/value heads (GQA)."})
     vision_hidden_size: int = field(default=64, metadata={"help": "Vision encoder width."})
     vision_depth: int = field(default=2, metadata={"help": "Vision encoder blocks."})
+    vision_init_std: float = field(
+        default=0.06,
+        metadata={
+            "help": "Std of the vision tower's initial weights. With the text default (0.02) the untrained tower "
+            "emits nearly the same vector for every patch, the decoder learns to ignore it, and the model never "
+            "learns to read (observed: loss identical with shuffled images). 0.06 makes patch features differ "
+            "by about 10x the text-embedding scale from the start."
+        },
+    )
     train_rows: int = field(default=4000, metadata={"help": "Rows of the visual-arith train split."})
     text_only_leak_copies: float = field(
         default=1.0,
@@ -114,6 +123,10 @@ def train_reference_model(
         vision_hidden_size=recipe.vision_hidden_size,
         vision_depth=recipe.vision_depth,
     )
+    if recipe.vision_init_std != 0.02:
+        for module in model.model.visual.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv3d)):
+                torch.nn.init.normal_(module.weight, std=recipe.vision_init_std)
     model.train()
     train = sft_rows(source, recipe.text_only_leak_copies, recipe.seed)
     settings: dict[str, Any] = {
