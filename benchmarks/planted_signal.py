@@ -160,8 +160,12 @@ def main() -> None:
         summary["AUROC ACE_norm distractor vs visual"].append(r["auroc_ace_norm_distractor_vs_visual"])
         summary["selected rows"].append(r["with_drm"]["selected"])
     for name, values in summary.items():
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{name:<38} {statistics.mean(values):>8.3f} ({spread:.3f})")
+        finite = [float(v) for v in values if not np.isnan(v)]
+        if not finite:
+            print(f"{name:<38} {'n/a':>8} (undefined in every seed)")
+            continue
+        spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
+        print(f"{name:<38} {statistics.mean(finite):>8.3f} ({spread:.3f})  [{len(finite)}/{len(values)} seeds defined]")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
