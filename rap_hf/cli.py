@@ -1,8 +1,11 @@
 """`rap-hf` command line: TRL-style subcommands, every flag also settable from a YAML `--config` file.
 
-rap-hf score  --model M --dataset D --output DIR [RAPConfig flags]
-rap-hf select --scores DIR --output DIR2 [selection flags]
-rap-hf demo   [--output DIR]
+rap-hf score   --model M --dataset D --output DIR [RAPConfig flags]
+rap-hf select  --scores DIR --output DIR2 [selection flags]
+rap-hf push    --scores DIR --repo-id ORG/NAME [--private]
+rap-hf train   --config FILE.yaml [--accelerate_config NAME|PATH]
+rap-hf explore [PATH_OR_REPO_ID]
+rap-hf demo    [--output DIR]
 """
 
 from __future__ import annotations
