@@ -10,6 +10,14 @@ import datasets
 from PIL import Image, ImageDraw
 
 BUILTIN_PREFIX = "builtin:"
+
+
+def conversation_feature() -> list:
+    """Arrow type of a TRL conversational `prompt` column whose content parts are {"type", "text"} structs."""
+    part = {"type": datasets.Value("string"), "text": datasets.Value("string")}
+    return [{"role": datasets.Value("string"), "content": [part]}]
+
+
 _DATA_FILE_BUILDERS = {
     ".parquet": "parquet",
     ".json": "json",

@@ -46,6 +46,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 
 from rap_hf.config import ACE_MODES, RAPConfig
+from rap_hf.data import conversation_feature
 from rap_hf.estimators.drm import ACE_REJECTED, CDE_REJECTED, DRM_IN, DRM_OUT, KEPT
 from rap_hf.selection import (
     BUDGET_IN,
@@ -273,12 +274,7 @@ def synthetic_scored_dataset(
         columns["rap_error"].append(None)
     features = datasets.Features(
         {
-            "prompt": [
-                {
-                    "role": datasets.Value("string"),
-                    "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}],
-                }
-            ],
+            "prompt": conversation_feature(),
             "image": datasets.Image(),
             "solution": datasets.Value("string"),
             "kind": datasets.Value("string"),
@@ -1293,12 +1289,7 @@ class ExplorerModel:
             },
             features=datasets.Features(
                 {
-                    "prompt": [
-                        {
-                            "role": datasets.Value("string"),
-                            "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}],
-                        }
-                    ],
+                    "prompt": conversation_feature(),
                     "image": datasets.Image(),
                     "solution": datasets.Value("string"),
                 }

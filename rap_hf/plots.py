@@ -78,6 +78,23 @@ def _threshold(column: str, config: RAPConfig | None) -> tuple[float, str] | Non
     return None
 
 
+def _binned_values(
+    splits: list[Dataset], column: str, bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(plotted values, finite mask, bin edges) of `column` (log10 for `_LOG10_COLUMNS`); None if no finite value."""
+    values = _column_values(splits, column)
+    if column in _LOG10_COLUMNS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(values > 0, np.log10(values), np.nan)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    low, high = float(values[finite].min()), float(values[finite].max())
+    if low == high:  # a single value still gets a visible bar
+        low, high = low - 0.5, high + 0.5
+    return values, finite, np.linspace(low, high, bins + 1)
+
+
 def _save(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)  # attaches an Agg canvas: rendering never goes through pyplot
     # No "Software"/date metadata: the same data gives the same bytes, so a re-push uploads nothing new.
@@ -117,17 +134,10 @@ def plot_score_histograms(
     for column in columns:
         if not all(column in ds.column_names for ds in splits):
             continue
-        values = _column_values(splits, column)
-        if column in _LOG10_COLUMNS:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                values = np.where(values > 0, np.log10(values), np.nan)
-        finite = np.isfinite(values)
-        if not finite.any():
+        binned = _binned_values(splits, column, bins)
+        if binned is None:
             continue
-        low, high = float(values[finite].min()), float(values[finite].max())
-        if low == high:  # a single value still gets a visible bar
-            low, high = low - 0.5, high + 0.5
-        edges = np.linspace(low, high, bins + 1)
+        values, finite, edges = binned
 
         figure = Figure(figsize=(5.0, 3.2))
         figure.subplots_adjust(left=0.13, right=0.97, bottom=0.16, top=0.9)
@@ -260,17 +270,10 @@ def plot_histograms_by_stage(
     for column in columns:
         if not all(column in ds.column_names for ds in splits):
             continue
-        values = _column_values(splits, column)
-        if column in _LOG10_COLUMNS:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                values = np.where(values > 0, np.log10(values), np.nan)
-        finite = np.isfinite(values)
-        if not finite.any():
+        binned = _binned_values(splits, column, bins)
+        if binned is None:
             continue
-        low, high = float(values[finite].min()), float(values[finite].max())
-        if low == high:
-            low, high = low - 0.5, high + 0.5
-        edges = np.linspace(low, high, bins + 1)
+        values, finite, edges = binned
         groups = [(stage, values[finite & (stages == stage)]) for stage in STAGES]
         groups = [(stage, v) for stage, v in groups if v.size]
         figure = Figure(figsize=(5.0, 3.2))

@@ -21,6 +21,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from rap_hf.data import conversation_feature
+
 KINDS = ("visual", "text_leak", "hard", "distractor")
 DEFAULT_KIND_WEIGHTS = {"visual": 0.4, "text_leak": 0.25, "hard": 0.15, "distractor": 0.2}
 DEFAULT_SIZES = {"train": 4000, "test": 400}
@@ -157,12 +159,7 @@ def visual_arith(
         rows.append(make_row(kind, [int(targets[i]) for i in picks], [images[i] for i in picks], rng))
     features = datasets.Features(
         {
-            "prompt": [
-                {
-                    "role": datasets.Value("string"),
-                    "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}],
-                }
-            ],
+            "prompt": conversation_feature(),
             "image": datasets.Image(),
             "solution": datasets.Value("string"),
             "kind": datasets.Value("string"),
