@@ -480,3 +480,15 @@ def test_100k_rows_is_fast():
     assert len(out) == n and sum(counts.values()) == n
     assert counts["error"] == len(range(0, n, 97))
     assert sum(counts[s] for s in ("kept", "drm_in", "budget_in")) == round(0.1 * (n - counts["error"]))
+
+
+def test_drm_candidates_exclude_all_correct_rows():
+    # Swapping a trivial kept row for a rejected row that every rollout also solves makes nothing harder.
+    rows = [
+        {"acc": 1.0, "cde": 0.6},  # 0 trivial
+        {"acc": 1.0, "cde": 0.0},  # 1 rejected, all correct (a language-prior row): not a candidate
+        {"acc": 0.8, "cde": 0.1},  # 2 rejected, candidate
+        {"acc": 1.0, "cde": 0.8},  # 3 trivial
+    ]
+    out = select_cognitive_samples(scored(rows), RAPConfig())
+    assert stages_of(out) == ["drm_out", "cde_rejected", "drm_in", "kept"]

@@ -51,8 +51,9 @@ def drm_replace(
     Rule (rows are identified by their position, i.e. the dataset's index order):
 
     - trivial rows: stage ``kept`` and ``acc_mm == 1.0``, in index order;
-    - candidate rows: stage ``cde_rejected`` or ``ace_rejected`` and ``acc_mm > 0`` (a NaN acc_mm is
-      neither trivial nor a candidate), ordered by ``acc_mm`` ascending (hardest first), then ``cde``
+    - candidate rows: stage ``cde_rejected`` or ``ace_rejected`` and ``0 < acc_mm < 1`` (a NaN acc_mm is
+      neither trivial nor a candidate; an all-wrong group gives GRPO no advantage, and an all-correct one would
+      swap a trivial row for another trivial row, which makes the subset no harder: our reading), ordered by ``acc_mm`` ascending (hardest first), then ``cde``
       descending (most image-dependent first), then index ascending;
     - ``k = min(#trivial, #candidates)``, further capped by ``drm_k`` or by ``floor(drm_ratio * #kept)``
       (``#kept`` counted before replacement) when set;
@@ -70,7 +71,7 @@ def drm_replace(
 
     kept = stages == KEPT
     trivial = np.flatnonzero(kept & (acc_mm == 1.0))
-    candidate_mask = ((stages == CDE_REJECTED) | (stages == ACE_REJECTED)) & (acc_mm > 0)
+    candidate_mask = ((stages == CDE_REJECTED) | (stages == ACE_REJECTED)) & (acc_mm > 0) & (acc_mm < 1)
     candidates = np.flatnonzero(candidate_mask)
     # np.lexsort: the last key is the primary one; it is a stable sort, so the index key makes ties explicit.
     order = np.lexsort((candidates, -cde[candidates], acc_mm[candidates]))
