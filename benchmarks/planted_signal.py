@@ -165,7 +165,9 @@ def main() -> None:
             print(f"{name:<38} {'n/a':>8} (undefined in every seed)")
             continue
         spread = statistics.stdev(finite) if len(finite) > 1 else 0.0
-        print(f"{name:<38} {statistics.mean(finite):>8.3f} ({spread:.3f})  [{len(finite)}/{len(values)} seeds defined]")
+        print(
+            f"{name:<38} {statistics.mean(finite):>8.3f} ({spread:.3f})  [{len(finite)}/{len(values)} seeds defined]"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

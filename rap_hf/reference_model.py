@@ -43,13 +43,20 @@ class ReferenceRecipe:
     vision_hidden_size: int = field(default=64, metadata={"help": "Vision encoder width."})
     vision_depth: int = field(default=2, metadata={"help": "Vision encoder blocks."})
     vision_init_std: float = field(
-        default=0.06,
+        default=0.02,
+        metadata={"help": "Std of the vision tower's initial weights (transformers' default 0.02)."},
+    )
+    vision_pretrain_steps: int = field(
+        default=200,
         metadata={
-            "help": "Std of the vision tower's initial weights. With the text default (0.02) the untrained tower "
-            "emits nearly the same vector for every patch, the decoder learns to ignore it, and the model never "
-            "learns to read (observed: loss identical with shuffled images). 0.06 makes patch features differ "
-            "by about 10x the text-embedding scale from the start."
+            "help": "Steps of vision pre-training before SFT: the vision tower and a linear probe learn to name "
+            "the digit (or 'blank') under each image token of train canvases. A real VLM starts from a "
+            "pretrained vision encoder; without this stage the decoder learned to ignore the image tokens and "
+            "never read the digits (SFT loss identical with shuffled images, four recipes tried). 0 skips it."
         },
+    )
+    vision_pretrain_batch_size: int = field(
+        default=64, metadata={"help": "Images per vision pre-training step."}
     )
     train_rows: int = field(default=4000, metadata={"help": "Rows of the visual-arith train split."})
     text_only_leak_copies: float = field(
@@ -68,6 +75,63 @@ class ReferenceRecipe:
     seed: int = field(
         default=0, metadata={"help": "Seed of the data, the initial weights and the shuffling."}
     )
+
+
+def cell_labels(image: Any, digits: list[int]) -> list[int]:
+    """The class of each image token of a `visual-arith` canvas, in token (row-major cell) order.
+
+    A cell with ink holds the next digit of ``digits`` (digits are drawn in reading order); an empty cell is
+    class 10 ("blank"). One merged Qwen2.5-VL token covers exactly one 28-px cell.
+    """
+    import numpy as np
+
+    from rap_hf.visual_arith import CELL, COLS, ROWS
+
+    pixels = np.asarray(image.convert("L"))
+    remaining = iter(digits)
+    labels = []
+    for row in range(ROWS):
+        for col in range(COLS):
+            cell = pixels[row * CELL : (row + 1) * CELL, col * CELL : (col + 1) * CELL]
+            labels.append(next(remaining) if cell.min() < 200 else 10)
+    return labels
+
+
+def pretrain_vision(
+    model: Any, processor: Any, source: datasets.Dataset, recipe: ReferenceRecipe
+) -> list[dict[str, float]]:
+    """Vision pre-training: train ``model``'s vision tower (with a throw-away linear probe) to classify each
+    image token of ``source``'s canvases as one of the ten digits or blank. Returns a small log.
+
+    Written by hand because it trains a sub-module with a per-token head, which neither TRL's trainers nor
+    `Trainer` do without a custom model wrapper of about the same size as this loop.
+    """
+    import torch
+
+    visual = model.model.visual
+    probe = torch.nn.Linear(visual.merger.mlp[-1].out_features, 11)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    optimizer = torch.optim.AdamW(
+        list(visual.parameters()) + list(probe.parameters()), lr=recipe.learning_rate, weight_decay=0.0
+    )
+    images = list(source["image"])
+    labels = [cell_labels(image, digits) for image, digits in zip(images, source["digits"], strict=True)]
+    log: list[dict[str, float]] = []
+    visual.train()
+    for step in range(recipe.vision_pretrain_steps):
+        batch = torch.randint(len(images), (recipe.vision_pretrain_batch_size,), generator=generator).tolist()
+        inputs = processor.image_processor(images=[images[i] for i in batch], return_tensors="pt")
+        features = visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]).pooler_output
+        target = torch.tensor([label for i in batch for label in labels[i]])
+        logits = probe(features)
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 25 == 0 or step == recipe.vision_pretrain_steps - 1:
+            accuracy = (logits.argmax(-1) == target).float().mean().item()
+            log.append({"step": step, "loss": round(loss.item(), 4), "token_accuracy": round(accuracy, 4)})
+    return log
 
 
 def sft_rows(train: datasets.Dataset, text_only_leak_copies: float, seed: int) -> datasets.Dataset:
@@ -127,6 +191,9 @@ def train_reference_model(
         for module in model.model.visual.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv3d)):
                 torch.nn.init.normal_(module.weight, std=recipe.vision_init_std)
+    start = time.perf_counter()
+    vision_log = pretrain_vision(model, processor, source, recipe) if recipe.vision_pretrain_steps > 0 else []
+    vision_seconds = time.perf_counter() - start
     model.train()
     train = sft_rows(source, recipe.text_only_leak_copies, recipe.seed)
     settings: dict[str, Any] = {
@@ -161,7 +228,13 @@ def train_reference_model(
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     (output_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
-    log = {"train_seconds": seconds, "sft_rows": len(train), "log_history": trainer.state.log_history}
+    log = {
+        "vision_pretrain_seconds": vision_seconds,
+        "train_seconds": seconds,
+        "sft_rows": len(train),
+        "vision_pretrain_log": vision_log,
+        "log_history": trainer.state.log_history,
+    }
     (output_dir / "training_log.json").write_text(json.dumps(log, indent=2))
     return output_dir
 
