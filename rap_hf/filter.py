@@ -77,6 +77,13 @@ class ScoringStats:
     seconds_attention: float = 0.0
     seconds_rewards: float = 0.0
     error_reasons: dict[str, int] = field(default_factory=dict)
+    # The same generation counters split by arm ("mm" with the image, "text" without): where the cost goes.
+    seconds_generation_by_arm: dict[str, float] = field(default_factory=dict)
+    generated_tokens_by_arm: dict[str, int] = field(default_factory=dict)
+
+    def add_generation(self, arm: str, seconds: float) -> None:
+        self.seconds_generation += seconds
+        self.seconds_generation_by_arm[arm] = self.seconds_generation_by_arm.get(arm, 0.0) + seconds
 
 
 @dataclass
@@ -347,7 +354,7 @@ class RAPDataFilter:
         if self.lockstep is not None:
             start = time.perf_counter()
             self.lockstep.generate_arm(self, rows, arm)
-            self.stats.seconds_generation += time.perf_counter() - start
+            self.stats.add_generation(arm, time.perf_counter() - start)
             return
         if not rows:
             return
@@ -365,7 +372,7 @@ class RAPDataFilter:
                         self._generate_rows([row], arm)
                     except Exception as row_exc:
                         row.error = f"generation failed: {_reason(row_exc)}"
-        self.stats.seconds_generation += time.perf_counter() - start
+        self.stats.add_generation(arm, time.perf_counter() - start)
 
     def _generate_rows(self, rows: list[_Row], arm: str, synced_gpus: bool | None = None) -> None:
         cfg = self.config
@@ -381,6 +388,8 @@ class RAPDataFilter:
             synced_gpus=synced_gpus,
         )
         self.stats.generated_tokens += rollouts.num_generated_tokens
+        by_arm = self.stats.generated_tokens_by_arm
+        by_arm[arm] = by_arm.get(arm, 0) + rollouts.num_generated_tokens
         for row, texts, ids in zip(rows, rollouts.texts, rollouts.token_ids, strict=True):
             row.completions[arm] = texts
             row.completion_ids[arm] = ids

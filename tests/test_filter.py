@@ -245,3 +245,14 @@ def test_dataset_dict_is_scored_split_by_split(tiny_filter_factory, data):
     scored = tiny_filter_factory().score(dd)
     assert {k: len(v) for k, v in scored.items()} == {"train": 2, "test": 1}
     assert np.isfinite(scored["train"]["rap_acc_mm"]).all()
+
+
+def test_stats_split_generation_cost_by_arm(tiny_filter_factory, data):
+    flt = tiny_filter_factory(compute_ace=False)
+    flt.score(data)
+    stats = flt.stats
+    assert set(stats.seconds_generation_by_arm) == {"mm", "text"}
+    assert sum(stats.seconds_generation_by_arm.values()) == pytest.approx(stats.seconds_generation)
+    assert all(v > 0 for v in stats.seconds_generation_by_arm.values())
+    assert sum(stats.generated_tokens_by_arm.values()) == stats.generated_tokens > 0
+    assert stats.seconds_attention == 0.0  # ACE off: no attention pass was timed
