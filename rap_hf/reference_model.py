@@ -2,7 +2,9 @@
 
 No pretrained VLM can be downloaded here and a random model gives meaningless scores, so the project trains
 its own. The recipe makes it behave like a real VLM in the ways RAP cares about: it reads digits from the
-image, answers `text_leak` questions from the text with or without the image, and rarely solves `hard` ones.
+image, answers `text_leak` questions from the text with or without the image, and solves `hard` ones less
+often. Two stages: vision pre-training (`pretrain_vision`, standing in for the pretrained vision encoder a
+real VLM starts from), then SFT with TRL's `SFTTrainer`.
 The trained files ship inside the package (`rap_hf/assets/rap-tiny-vl`) and load offline with
 `from_pretrained`; `trainers/train_reference_model.py` reproduces them.
 """

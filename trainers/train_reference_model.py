@@ -1,6 +1,7 @@
 """Train the reference model `rap-tiny-vl` on the built-in visual-arith data with TRL's SFTTrainer.
 
-Reproduces the model shipped in `rap_hf/assets/rap-tiny-vl` (CPU, about 15-20 minutes on 2 cores):
+Reproduces the model shipped in `rap_hf/assets/rap-tiny-vl` (CPU, about 12 minutes on 2 cores: vision
+pre-training, then SFT):
 
     python trainers/train_reference_model.py --output_dir rap_hf/assets/rap-tiny-vl
 
