@@ -185,6 +185,17 @@ def stop_token_ids(model, processor) -> list[int]:
 
 
 @torch.inference_mode()
+def placeholder_token_ids(model) -> list[int]:
+    """The model's image/video placeholder token ids: never sampled in a rollout (as in TRL's GRPOTrainer).
+
+    A sampled placeholder would be a degenerate completion, and the ACE pass, which feeds the prompt and the
+    completion back through the model, would fail with "image features and image tokens do not match".
+    """
+    config = getattr(model, "config", None)
+    ids = [getattr(config, name, None) for name in ("image_token_id", "video_token_id")]
+    return [int(i) for i in ids if isinstance(i, int)]
+
+
 def generate_rollouts(
     model,
     processor,
@@ -227,6 +238,7 @@ def generate_rollouts(
         no_repeat_ngram_size=0,
         eos_token_id=stops or None,
         pad_token_id=pad_id,
+        suppress_tokens=placeholder_token_ids(model) or None,
     )
     sampler = SeededGumbelSampler(flat_seeds, prompt_length, temperature=temperature, top_p=top_p)
     output = model.generate(

@@ -256,3 +256,25 @@ def test_stats_split_generation_cost_by_arm(tiny_filter_factory, data):
     assert all(v > 0 for v in stats.seconds_generation_by_arm.values())
     assert sum(stats.generated_tokens_by_arm.values()) == stats.generated_tokens > 0
     assert stats.seconds_attention == 0.0  # ACE off: no attention pass was timed
+
+
+def test_rollouts_never_sample_image_placeholders(tiny_filter_factory, data):
+    # A model that prefers <|image_pad|> above all (seen with an under-trained checkpoint at temperature 1):
+    # the placeholder is suppressed as in TRL's GRPOTrainer, so the ACE pass (prompt + completion through the
+    # model) does not fail with "image features and image tokens do not match".
+    flt = tiny_filter_factory(max_new_tokens=4)
+    image_id = flt.model.config.image_token_id
+
+    def favour_placeholder(module, inputs, output):
+        output[..., image_id] += 1000.0
+        return output
+
+    handle = flt.model.lm_head.register_forward_hook(favour_placeholder)
+    try:
+        scored = flt.score(data.select(range(2)))
+    finally:
+        handle.remove()
+    assert scored["rap_error"] == [None, None]
+    assert all(not math.isnan(v) for v in scored["rap_ace"])
+    placeholder = flt.processor.tokenizer.convert_ids_to_tokens(image_id)
+    assert all(placeholder not in c for row in scored["rap_completions_mm"] for c in row)
