@@ -184,7 +184,6 @@ def stop_token_ids(model, processor) -> list[int]:
     return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
 
 
-@torch.inference_mode()
 def placeholder_token_ids(model) -> list[int]:
     """The model's image/video placeholder token ids: never sampled in a rollout (as in TRL's GRPOTrainer).
 
@@ -196,6 +195,7 @@ def placeholder_token_ids(model) -> list[int]:
     return [int(i) for i in ids if isinstance(i, int)]
 
 
+@torch.inference_mode()
 def generate_rollouts(
     model,
     processor,

@@ -52,9 +52,10 @@ def drm_replace(
 
     - trivial rows: stage ``kept`` and ``acc_mm == 1.0``, in index order;
     - candidate rows: stage ``cde_rejected`` or ``ace_rejected`` and ``0 < acc_mm < 1`` (a NaN acc_mm is
-      neither trivial nor a candidate; an all-wrong group gives GRPO no advantage, and an all-correct one would
-      swap a trivial row for another trivial row, which makes the subset no harder: our reading), ordered by ``acc_mm`` ascending (hardest first), then ``cde``
-      descending (most image-dependent first), then index ascending;
+      neither trivial nor a candidate; an all-wrong group gives GRPO no advantage, and an all-correct one
+      would swap a trivial row for another trivial row, which makes the subset no harder: our reading),
+      ordered by ``acc_mm`` ascending (hardest first), then ``cde`` descending (most image-dependent
+      first), then index ascending;
     - ``k = min(#trivial, #candidates)``, further capped by ``drm_k`` or by ``floor(drm_ratio * #kept)``
       (``#kept`` counted before replacement) when set;
     - the first k trivial rows become ``drm_out`` and the first k candidates become ``drm_in``.
