@@ -111,7 +111,9 @@ def weak_model(config: ReproduceConfig) -> tuple[Path, dict[str, Any]]:
         return Path(config.start_model), {"sft_seconds": None}
     path = Path(config.work_dir) / f"weak_sft{config.weak_sft_steps}"
     recipe = ReferenceRecipe(max_steps=config.weak_sft_steps)
-    if config.overwrite or not (path / "recipe.json").exists():
+    # Reuse the cached checkpoint only if it was trained with exactly this recipe.
+    cached = path / "recipe.json"
+    if config.overwrite or not cached.exists() or json.loads(cached.read_text()) != asdict(recipe):
         if path.exists():
             shutil.rmtree(path)
         logger.info("training the weak start (%d SFT steps) into %s", config.weak_sft_steps, path)

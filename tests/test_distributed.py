@@ -257,9 +257,9 @@ def test_foreign_output_directory_is_refused(tiny_model_dir, data_dir, tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    os.environ.get("RAP_HF_SLOW_TESTS") != "1",
+    os.environ.get("RAP_SLOW_TESTS") != "1",
     reason="num_proc=2 spawns two fresh interpreters that import torch/transformers and load the model "
-    "(about 60-85 s on a loaded 2-core machine); set RAP_HF_SLOW_TESTS=1 to run it",
+    "(about 60-85 s on a loaded 2-core machine); set RAP_SLOW_TESTS=1 to run it",
 )
 def test_num_proc_workers_equal_one_process(tiny_model_dir, data_dir, reference, tmp_path):
     output = tmp_path / "scores"
