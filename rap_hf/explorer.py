@@ -48,6 +48,7 @@ from PIL import Image
 from rap_hf.config import ACE_MODES, RAPConfig
 from rap_hf.data import conversation_feature
 from rap_hf.estimators.drm import ACE_REJECTED, CDE_REJECTED, DRM_IN, DRM_OUT, KEPT
+from rap_hf.score_columns import NUMERIC_SCORE_COLUMNS, SCORE_COLUMNS, score_features
 from rap_hf.selection import (
     BUDGET_IN,
     BUDGET_OUT,
@@ -68,18 +69,9 @@ ASSET_ROWS = 200
 # Scoring settings of the shipped scores and of "score a new sample" (the demo's: 5 rollouts per arm).
 EXPLORER_SCORING = {"num_rollouts": 5, "max_new_tokens": 48, "batch_size": 24, "seed": 0}
 
-NUMERIC_SCORE_COLUMNS = ("rap_acc_mm", "rap_acc_text", "rap_cde", "rap_ace", "rap_ace_norm", "rap_difficulty")
 REQUIRED_SCORE_COLUMNS = ("rap_acc_mm", "rap_cde")
 ACE_COLUMNS = ("rap_ace", "rap_ace_norm")
-OPTIONAL_SCORE_COLUMNS = (
-    "rap_acc_text",
-    "rap_ace",
-    "rap_ace_norm",
-    "rap_difficulty",
-    "rap_completions_mm",
-    "rap_completions_text",
-    "rap_error",
-)
+OPTIONAL_SCORE_COLUMNS = tuple(c for c in SCORE_COLUMNS if c not in REQUIRED_SCORE_COLUMNS)
 COMPLETION_COLUMNS = {"mm": "rap_completions_mm", "text": "rap_completions_text"}
 # Columns the sample table can be sorted by ("row" = dataset order).
 SORT_COLUMNS = ("row", *NUMERIC_SCORE_COLUMNS)
@@ -278,10 +270,7 @@ def synthetic_scored_dataset(
             "image": datasets.Image(),
             "solution": datasets.Value("string"),
             "kind": datasets.Value("string"),
-            **{name: datasets.Value("float64") for name in NUMERIC_SCORE_COLUMNS},
-            "rap_completions_mm": datasets.List(datasets.Value("string")),
-            "rap_completions_text": datasets.List(datasets.Value("string")),
-            "rap_error": datasets.Value("string"),
+            **score_features(keep_completions=True),
         }
     )
     return Dataset.from_dict(columns, features=features)

@@ -33,37 +33,9 @@ from rap_hf.rollouts import (
     generate_rollouts,
     render_prompt,
 )
+from rap_hf.score_columns import NUMERIC_SCORE_COLUMNS, SCORE_COLUMNS, score_features
 
 logger = logging.getLogger("rap_hf")
-
-SCORE_COLUMNS = (
-    "rap_acc_mm",
-    "rap_acc_text",
-    "rap_cde",
-    "rap_ace",
-    "rap_ace_norm",
-    "rap_difficulty",
-    "rap_completions_mm",
-    "rap_completions_text",
-    "rap_error",
-)
-
-
-def score_features(keep_completions: bool = True) -> datasets.Features:
-    """Arrow types of the score columns (explicit, so all-null or empty batches keep their types)."""
-    features = {
-        "rap_acc_mm": datasets.Value("float64"),
-        "rap_acc_text": datasets.Value("float64"),
-        "rap_cde": datasets.Value("float64"),
-        "rap_ace": datasets.Value("float64"),
-        "rap_ace_norm": datasets.Value("float64"),
-        "rap_difficulty": datasets.Value("float64"),
-    }
-    if keep_completions:
-        features["rap_completions_mm"] = datasets.List(datasets.Value("string"))
-        features["rap_completions_text"] = datasets.List(datasets.Value("string"))
-    features["rap_error"] = datasets.Value("string")
-    return datasets.Features(features)
 
 
 @dataclass
@@ -303,17 +275,7 @@ class RAPDataFilter:
                 self.stats.errors += 1
                 reason = row.error.split(":")[0]
                 self.stats.error_reasons[reason] = self.stats.error_reasons.get(reason, 0) + 1
-                scores = {
-                    name: math.nan
-                    for name in (
-                        "rap_acc_mm",
-                        "rap_acc_text",
-                        "rap_cde",
-                        "rap_ace",
-                        "rap_ace_norm",
-                        "rap_difficulty",
-                    )
-                }
+                scores = {name: math.nan for name in NUMERIC_SCORE_COLUMNS}
                 if self.config.keep_completions:
                     scores["rap_completions_mm"] = row.completions.get(ARM_MM, [])
                     scores["rap_completions_text"] = row.completions.get(ARM_TEXT, [])
