@@ -199,9 +199,9 @@ def arm_data(arm: str, scored: datasets.Dataset, seed: int) -> ArmData:
     if arm == "rap_online":
         return ArmData(annotated, "selected", True, size, counts)
     if arm == "random":
-        # Same size as RAP's subset, drawn from the whole pool with this run's seed.
-        rap_size = int(sum(select_cognitive_samples(scored, RAPConfig())[SELECTED_COLUMN]))
-        return ArmData(scored.shuffle(seed=seed).select(range(rap_size)), "as_is", False, rap_size)
+        # Same size as RAP's subset (``annotated`` is RAP's selection here), drawn from the whole pool with
+        # this run's seed.
+        return ArmData(scored.shuffle(seed=seed).select(range(size)), "as_is", False, size)
     raise ValueError(f"unknown arm {arm!r}; arms are {ARMS}")
 
 
@@ -273,12 +273,13 @@ def evaluate_model(
     scored = flt.score(evaluation, desc="evaluating")
     metric = load_pass_at_1()
     result: dict[str, Any] = {"seconds": time.perf_counter() - start}
-    kinds = scored["kind"]
+    # Read the needed columns once (row access would decode every row's image).
+    columns = scored.select_columns(["kind", "solution", "rap_completions_mm", "rap_completions_text"])[:]
     for kind in EVAL_KINDS:
-        rows = [i for i, k in enumerate(kinds) if k == kind]
-        references = [scored[i]["solution"] for i in rows]
+        rows = [i for i, k in enumerate(columns["kind"]) if k == kind]
+        references = [columns["solution"][i] for i in rows]
         for arm, column in (("image", "rap_completions_mm"), ("text", "rap_completions_text")):
-            predictions = [(scored[i][column] or [""])[0] for i in rows]
+            predictions = [(columns[column][i] or [""])[0] for i in rows]
             result[f"{kind}_{arm}"] = metric.compute(predictions=predictions, references=references)["pass@1"]
     return result
 
