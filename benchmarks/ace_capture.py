@@ -29,7 +29,7 @@ def run_variant(model_dir: str, variant: str, response_tokens: int, repeats: int
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from rap_hf.attention import capture_final_layer_attention
+    from rap_hf.scoring.attention import capture_final_layer_attention
 
     torch.manual_seed(0)
     impl = "eager" if variant == "naive" else "sdpa"
@@ -86,7 +86,7 @@ def main() -> None:
         print(json.dumps(run_variant(args.model_dir, args.variant, args.response_tokens, args.repeats)))
         return
 
-    from rap_hf.tiny_models import save_tiny_vlm
+    from rap_hf.demo.tiny_models import save_tiny_vlm
 
     with tempfile.TemporaryDirectory() as tmp:
         save_tiny_vlm(tmp, num_hidden_layers=args.layers, seed=0)

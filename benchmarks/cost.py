@@ -20,9 +20,9 @@ import numpy as np
 
 def measure(size: int, args: argparse.Namespace) -> dict:
     from rap_hf import RAPConfig, RAPDataFilter
-    from rap_hf.reference_model import reference_model_path
-    from rap_hf.rollouts import ARM_MM, ARM_TEXT
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.reference_model import reference_model_path
+    from rap_hf.demo.visual_arith import visual_arith
+    from rap_hf.scoring.rollouts import ARM_MM, ARM_TEXT
 
     data = visual_arith("train", size, seed=args.seed).remove_columns(["reference_completion"])
     config = RAPConfig(

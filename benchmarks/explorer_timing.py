@@ -79,7 +79,7 @@ def server_side(path: Path, results: dict[str, dict[str, float]]) -> None:
 def browser_side(path: Path, results: dict[str, dict[str, float]]) -> None:
     from playwright.sync_api import sync_playwright
 
-    from rap_hf.explorer_app import build_app, launch_kwargs
+    from rap_hf.explorer.app import build_app, launch_kwargs
 
     demo = timed(results, "build_app (incl. first-paint content)", lambda: build_app(str(path), model=None))
     with socket.socket() as sock:

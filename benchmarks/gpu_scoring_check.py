@@ -2,7 +2,7 @@
 
 Builds a randomly initialised model with the real Qwen2.5-VL-3B-Instruct configuration (values below, from
 its config.json) in bf16 on the GPU, scores 64 synthetic samples (448x448 images: 256 image tokens each)
-with num_rollouts=5 and up to 256 new tokens through the real scoring path (`rap_hf.distributed.
+with num_rollouts=5 and up to 256 new tokens through the real scoring path (`rap_hf.scoring.distributed.
 score_to_disk`, one process), and reports samples/s, generated tokens/s and peak GPU memory. A random model
 almost never emits its stop token, so every rollout runs the full 256 tokens: a worst case for time.
 
@@ -85,7 +85,7 @@ def build_model(tiny: bool, device: str):
         Qwen2VLImageProcessor,
     )
 
-    from rap_hf.tiny_models import build_tiny_processor, build_tiny_vlm
+    from rap_hf.demo.tiny_models import build_tiny_processor, build_tiny_vlm
 
     if tiny:
         model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
@@ -124,7 +124,7 @@ def build_model(tiny: bool, device: str):
 
 
 def synthetic_data(rows: int, image_size: int | None):
-    from rap_hf.data import tiny_synthetic
+    from rap_hf.demo.data import tiny_synthetic
 
     data = tiny_synthetic(rows, seed=0)
     if image_size:
@@ -133,7 +133,7 @@ def synthetic_data(rows: int, image_size: int | None):
 
 
 def score(model, processor, data, output: Path, config, device: str) -> dict:
-    from rap_hf.distributed import score_to_disk
+    from rap_hf.scoring.distributed import score_to_disk
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()

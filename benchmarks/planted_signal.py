@@ -126,8 +126,8 @@ def main() -> None:
     import datasets
 
     from rap_hf import RAPConfig, RAPDataFilter
-    from rap_hf.reference_model import reference_model_path
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.reference_model import reference_model_path
+    from rap_hf.demo.visual_arith import visual_arith
 
     datasets.disable_progress_bars()
     model = args.model or str(reference_model_path())

@@ -4,7 +4,7 @@ Arms (3 seeds each by default): (a) full pool, (b) RAP subset (paper thresholds)
 same size, (d) RAP subset with online RAP, (e) RAP without DRM. All start from a weak checkpoint of the
 reference model and train with `RAPGRPOTrainer` under the same settings; evaluation is greedy pass@1 (the
 shipped `evaluate` metric) on held-out visual and hard items, with the image and text-only. RAP's scoring cost
-is counted in its total. See `rap_hf.reproduce` for the details.
+is counted in its total. See `reproduction` for the details.
 
     python benchmarks/reproduce.py                      # defaults: under an hour on a 2-core CPU
     python benchmarks/reproduce.py --seeds 0 --pool_rows 120 --arms full rap random   # a quick look
@@ -18,9 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from reproduction import ReproduceConfig, run_reproduction
 from transformers import HfArgumentParser
-
-from rap_hf.reproduce import ReproduceConfig, run_reproduction
 
 
 def main() -> None:

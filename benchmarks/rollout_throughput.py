@@ -28,8 +28,8 @@ def main() -> None:
     import datasets
 
     from rap_hf import RAPConfig, RAPDataFilter
-    from rap_hf.data import tiny_synthetic
-    from rap_hf.tiny_models import save_tiny_vlm
+    from rap_hf.demo.data import tiny_synthetic
+    from rap_hf.demo.tiny_models import save_tiny_vlm
 
     datasets.disable_progress_bars()
     data = tiny_synthetic(args.rows, seed=0)

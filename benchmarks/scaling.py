@@ -94,8 +94,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where to put model, data, outputs")
     args = parser.parse_args()
 
-    from rap_hf.data import tiny_synthetic
-    from rap_hf.tiny_models import save_tiny_vlm
+    from rap_hf.demo.data import tiny_synthetic
+    from rap_hf.demo.tiny_models import save_tiny_vlm
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rap-scaling-"))
     model_dir = save_tiny_vlm(workdir / "model", seed=0)

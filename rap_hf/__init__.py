@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 # Lazy exports: `import rap_hf` stays cheap (no torch/transformers import) until a name is used.
 _EXPORTS = {
     "RAPConfig": "rap_hf.config",
-    "RAPDataFilter": "rap_hf.filter",
+    "RAPDataFilter": "rap_hf.scoring.filter",
     "select_cognitive_samples": "rap_hf.selection",
-    "RAPGRPOConfig": "rap_hf.grpo.config",
-    "RAPGRPOTrainer": "rap_hf.grpo.trainer",
+    "RAPGRPOConfig": "rap_hf.training.config",
+    "RAPGRPOTrainer": "rap_hf.training.trainer",
 }
 
 __all__ = [
@@ -32,10 +32,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rap_hf.config import RAPConfig
-    from rap_hf.filter import RAPDataFilter
-    from rap_hf.grpo.config import RAPGRPOConfig
-    from rap_hf.grpo.trainer import RAPGRPOTrainer
+    from rap_hf.scoring.filter import RAPDataFilter
     from rap_hf.selection import select_cognitive_samples
+    from rap_hf.training.config import RAPGRPOConfig
+    from rap_hf.training.trainer import RAPGRPOTrainer
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny Qwen2.5-VL saved to disk, loaded back by the code under test through from_pretrained."""
-    from rap_hf.tiny_models import save_tiny_vlm
+    from rap_hf.demo.tiny_models import save_tiny_vlm
 
     return save_tiny_vlm(tmp_path_factory.mktemp("tiny-qwen2_5_vl"), seed=0)
 

@@ -57,8 +57,8 @@ def main(model_dir: str, data_dir: str, lockstep_data_dir: str, out_dir: str) ->
     import datasets
 
     from rap_hf import RAPConfig
-    from rap_hf.distributed import ProcessContext, score_to_disk
-    from rap_hf.loading import load_model_and_processor
+    from rap_hf.scoring.distributed import ProcessContext, score_to_disk
+    from rap_hf.scoring.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(model_dir)
     calls = install_collective_check(model)

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from rap_hf.attention import capture_final_layer_attention, final_self_attention
+from rap_hf.scoring.attention import capture_final_layer_attention, final_self_attention
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])

@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 from rap_hf.cli import main
-from rap_hf.data import tiny_synthetic
+from rap_hf.demo.data import tiny_synthetic
 
 
 def test_top_level_help_lists_commands(capsys):

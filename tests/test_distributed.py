@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from rap_hf import RAPConfig, RAPDataFilter
-from rap_hf.checkpointing import CHECKPOINT_DIR, SCORING_METADATA, CheckpointMismatchError, complement
 from rap_hf.cli import main
-from rap_hf.data import tiny_synthetic
-from rap_hf.distributed import score_to_disk, split_rows
+from rap_hf.demo.data import tiny_synthetic
+from rap_hf.scoring.checkpointing import CHECKPOINT_DIR, SCORING_METADATA, CheckpointMismatchError, complement
+from rap_hf.scoring.distributed import score_to_disk, split_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORING = {"num_rollouts": 2, "max_new_tokens": 8, "batch_size": 2}
@@ -98,7 +98,7 @@ def test_split_rows_is_contiguous_balanced_and_complete():
 def test_zero3_inference_config_fills_every_auto_value():
     from accelerate.utils import DeepSpeedPlugin
 
-    from rap_hf.zero3 import inference_deepspeed_config
+    from rap_hf.scoring.zero3 import inference_deepspeed_config
 
     plugin = DeepSpeedPlugin(
         zero_stage=3, zero3_init_flag=True

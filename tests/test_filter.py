@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from rap_hf import RAPConfig, RAPDataFilter, select_cognitive_samples
-from rap_hf.data import tiny_synthetic
-from rap_hf.filter import SCORE_COLUMNS
+from rap_hf.demo.data import tiny_synthetic
+from rap_hf.scoring.filter import SCORE_COLUMNS
 
 SCORE_VALUE_COLUMNS = ["rap_acc_mm", "rap_acc_text", "rap_cde", "rap_ace", "rap_ace_norm", "rap_difficulty"]
 

@@ -41,7 +41,7 @@ from PIL import Image
 
 from rap_hf import RAPConfig, select_cognitive_samples
 from rap_hf.hub import HubPushError, load_scores, load_selected, push_rap_dataset
-from rap_hf.plots import plot_score_histograms, plot_stage_counts
+from rap_hf.report.plots import plot_score_histograms, plot_stage_counts
 from rap_hf.selection import stage_counts
 
 # huggingface_hub's HTTP client since its httpx2 releases; older clients have no transport to swap this way.
@@ -51,7 +51,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HISTOGRAMS = ("rap_cde", "rap_ace", "rap_ace_norm", "rap_acc_mm", "rap_acc_text", "rap_difficulty")
-# The score columns of DESIGN.md, spelled out rather than imported from rap_hf.filter (which pulls in
+# The score columns of DESIGN.md, spelled out rather than imported from rap_hf.scoring.filter (which pulls in
 # torch/transformers): the test data needs no model.
 SCORE_FEATURES = {
     "rap_acc_mm": datasets.Value("float64"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rap_hf.reference_model import reference_model_available, reference_model_path
+from rap_hf.demo.reference_model import reference_model_available, reference_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_model = pytest.mark.skipif(
@@ -30,7 +30,7 @@ def test_shipped_model_is_small_and_loads_offline():
 def _greedy_scores(kind: str, rows: int):
     """The shipped model's greedy answers, with and without the image, on the first test rows of ``kind``."""
     from rap_hf import RAPConfig, RAPDataFilter
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.visual_arith import visual_arith
 
     data = (
         visual_arith("test", 80, seed=0).filter(lambda k: k == kind, input_columns="kind").select(range(rows))
@@ -57,8 +57,8 @@ def test_reads_the_digits_visual_questions_need_the_image():
 def test_cell_labels_follow_the_drawn_digits():
     import random
 
-    from rap_hf.reference_model import cell_labels
-    from rap_hf.visual_arith import _digits, render_digits
+    from rap_hf.demo.reference_model import cell_labels
+    from rap_hf.demo.visual_arith import _digits, render_digits
 
     images, targets = _digits()
     picks = [5, 17, 42]

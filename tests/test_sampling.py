@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from rap_hf.rollouts import SeededGumbelSampler, build_messages, completion_seed
+from rap_hf.scoring.rollouts import SeededGumbelSampler, build_messages, completion_seed
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
 

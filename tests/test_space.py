@@ -390,7 +390,7 @@ def app_url(parquet_path, tmp_path_factory):
     """The explorer served on 127.0.0.1 (the app opens on the shipped scores when they exist, else on
     synthetic ones) with no model: attention and scoring say why they are unavailable."""
     pytest.importorskip("gradio")
-    from rap_hf.explorer_app import build_app, launch_kwargs
+    from rap_hf.explorer.app import build_app, launch_kwargs
 
     dataset = None if explorer_asset_path().exists() else str(parquet_path)
     demo = build_app(dataset, model=None, work_dir=tmp_path_factory.mktemp("explorer-work"))
@@ -528,7 +528,7 @@ def test_rap_hf_explore_command(monkeypatch):
     (args,) = _parse(types, ["--dataset", "scores/", "--model", "none", "--port", "7999"], "rap-hf explore")
     seen = {}
     monkeypatch.setattr(
-        "rap_hf.explorer_app.launch_explorer",
+        "rap_hf.explorer.app.launch_explorer",
         lambda dataset, **kwargs: seen.update(dataset=dataset, **kwargs),
     )
     runner(args)

@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 from PIL import Image  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
-from rap_hf.tiny_models import (  # noqa: E402
+from rap_hf.demo.tiny_models import (  # noqa: E402
     QWEN_VL_SPECIAL_TOKENS,
     TINY_FAMILIES,
     build_tiny_vlm,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from rap_hf.online import OnlineSelector, build_reserve
+from rap_hf.training.online import OnlineSelector, build_reserve
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO / "trainers" / "configs" / "cpu_smoke.yaml"
@@ -147,7 +147,7 @@ def _check_contract(stream: list[int], batch_size: int, mini: int, repeat: int) 
 def test_sampler_keeps_repeat_sampler_contract():
     from trl.trainer.utils import RepeatSampler
 
-    from rap_hf.grpo.sampler import OnlineRepeatSampler
+    from rap_hf.training.sampler import OnlineRepeatSampler
 
     sel = OnlineSelector(range(10), retire_after=1, min_pool=3, seed=0)
     sampler = OnlineRepeatSampler(sel, mini_repeat_count=2, batch_size=3, repeat_count=2)
@@ -173,7 +173,7 @@ def test_two_processes_take_identical_decisions():
     from accelerate.data_loader import BatchSamplerShard
     from torch.utils.data import BatchSampler
 
-    from rap_hf.grpo.sampler import OnlineRepeatSampler
+    from rap_hf.training.sampler import OnlineRepeatSampler
 
     num_generations, per_device, steps_per_generation, world = 2, 2, 2, 2
     generation_batch = per_device * steps_per_generation * world  # 8 completions = 4 prompts
@@ -255,7 +255,7 @@ def _scored(n: int = 12, base: Dataset | None = None) -> Dataset:
 
 
 def _config(tmp_path, **kwargs):
-    from rap_hf.grpo.config import RAPGRPOConfig
+    from rap_hf.training.config import RAPGRPOConfig
 
     defaults = {
         "output_dir": str(tmp_path / "out"),
@@ -270,8 +270,8 @@ def _config(tmp_path, **kwargs):
 
 
 def test_prepare_training_data_selects_scored_and_builds_reserve(tmp_path):
-    from rap_hf.grpo.trainer import POOL_INDEX_COLUMN, prepare_training_data
     from rap_hf.selection import select_cognitive_samples
+    from rap_hf.training.trainer import POOL_INDEX_COLUMN, prepare_training_data
 
     scored = _scored()
     offline = prepare_training_data(scored, _config(tmp_path))
@@ -301,8 +301,8 @@ def test_prepare_training_data_selects_scored_and_builds_reserve(tmp_path):
 
 
 def test_reward_functions_accuracy_first_and_weights_checked(tmp_path):
-    from rap_hf.grpo.trainer import resolve_reward_funcs
     from rap_hf.rewards import accuracy_reward
+    from rap_hf.training.trainer import resolve_reward_funcs
 
     def extra(completions, **kwargs):
         return [0.0] * len(completions)
@@ -336,7 +336,7 @@ def scripted_correct(completions, kind, **kwargs):
 
 @pytest.fixture(scope="module")
 def scored_vqa():
-    from rap_hf.data import tiny_synthetic
+    from rap_hf.demo.data import tiny_synthetic
 
     # tiny_synthetic alternates visual (even) and text-leak (odd) rows, as _scored assumes.
     return _scored(12, base=tiny_synthetic(12, seed=0))
@@ -417,7 +417,7 @@ def test_trainer_online_retires_and_replaces_from_reserve(tmp_path, tiny_model_d
 
 def test_training_script_main_runs_the_smoke_config(tmp_path):
     """The script's main() in-process: tiny: model shorthand, builtin data, online pool, saved outputs."""
-    from rap_hf.grpo.script import main, make_parser
+    from rap_hf.training.script import main, make_parser
 
     script_args, training_args, model_args = make_parser().parse_args_and_config(
         ["--config", str(SMOKE_CONFIG), "--output_dir", str(tmp_path / "smoke"), "--max_steps", "1"]
@@ -465,9 +465,9 @@ def test_8gpu_zero3_yaml_parses_into_config_objects(tmp_path):
     """
     from trl import ModelConfig
 
-    from rap_hf.grpo.config import RAPGRPOConfig
-    from rap_hf.grpo.launch import generation_geometry
-    from rap_hf.grpo.script import RAPScriptArguments, make_parser
+    from rap_hf.cli.launcher import generation_geometry
+    from rap_hf.training.config import RAPGRPOConfig
+    from rap_hf.training.script import RAPScriptArguments, make_parser
 
     script_args, training_args, model_args = make_parser().parse_args_and_config(
         ["--config", str(GPU8_CONFIG), "--output_dir", str(tmp_path / "q7"), "--use_cpu", "true"]
@@ -488,7 +488,7 @@ def test_rap_hf_train_dry_run_forwards_what_was_set(tmp_path, capsys):
     import yaml
 
     from rap_hf.cli import main
-    from rap_hf.grpo.script import make_parser
+    from rap_hf.training.script import make_parser
 
     out = tmp_path / "q7"
     code = main(
@@ -497,7 +497,7 @@ def test_rap_hf_train_dry_run_forwards_what_was_set(tmp_path, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "accelerate launch --config_file" in printed and "zero3.yaml -m rap_hf.grpo.script" in printed
+    assert "accelerate launch --config_file" in printed and "zero3.yaml -m rap_hf.training.script" in printed
     written = yaml.safe_load((out / "rap_train_config.yaml").read_text())
     assert written["learning_rate"] == 5e-7 and written["rap_online"] is True
     # derived from the launching process's count: must not be forwarded

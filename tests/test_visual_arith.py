@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from rap_hf.data import load_any_dataset, load_builtin
-from rap_hf.visual_arith import KINDS, scan_ids, visual_arith
+from rap_hf.dataset_loading import load_any_dataset
+from rap_hf.demo.data import load_builtin
+from rap_hf.demo.visual_arith import KINDS, scan_ids, visual_arith
 
 
 def test_deterministic_by_seed():

@@ -5,10 +5,10 @@
 
 Every flag of RAPScriptArguments, RAPGRPOConfig and TRL's ModelConfig works on the command line or in the
 YAML (see rap_hf/grpo/script.py and docs/training.md). `rap-hf train` launches the same code from an
-installed package (`accelerate launch -m rap_hf.grpo.script`).
+installed package (`accelerate launch -m rap_hf.training.script`).
 """
 
-from rap_hf.grpo.script import main, make_parser
+from rap_hf.training.script import main, make_parser
 
 if __name__ == "__main__":
     parser = make_parser()

@@ -1,9 +1,9 @@
 """Train the reference model `rap-tiny-vl` on the built-in visual-arith data with TRL's SFTTrainer.
 
-Reproduces the model shipped in `rap_hf/assets/rap-tiny-vl` (CPU, about 12 minutes on 2 cores: vision
+Reproduces the model shipped in `rap_hf/demo/assets/rap-tiny-vl` (CPU, about 12 minutes on 2 cores: vision
 pre-training, then SFT):
 
-    python trainers/train_reference_model.py --output_dir rap_hf/assets/rap-tiny-vl
+    python trainers/train_reference_model.py --output_dir rap_hf/demo/assets/rap-tiny-vl
 
 A smoke run: `--max_steps 5 --train_rows 64 --output_dir /tmp/ref`. Every `ReferenceRecipe` field is a flag.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from rap_hf.reference_model import ReferenceRecipe, greedy_accuracy, train_reference_model
+from rap_hf.demo.reference_model import ReferenceRecipe, greedy_accuracy, train_reference_model
 
 
 @dataclass
@@ -28,7 +28,7 @@ def main(script_args: ScriptArguments, recipe: ReferenceRecipe) -> None:
     path = train_reference_model(script_args.output_dir, recipe)
     print(f"saved {path}")
     if script_args.eval_rows:
-        from rap_hf.visual_arith import visual_arith
+        from rap_hf.demo.visual_arith import visual_arith
 
         accuracy = greedy_accuracy(path, visual_arith("test", script_args.eval_rows, seed=recipe.seed))
         (path / "greedy_accuracy.json").write_text(json.dumps(accuracy, indent=2))

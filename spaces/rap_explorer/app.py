@@ -1,6 +1,6 @@
 """Hugging Face Space entry point of the RAP Score Explorer (a Space runs `python app.py`).
 
-All logic lives in the `rap_hf` package (`rap_hf.explorer`, `rap_hf.explorer_app`); this file only reads the
+All logic lives in the `rap_hf` package (`rap_hf.explorer`, `rap_hf.explorer.app`); this file only reads the
 environment and launches. Locally, `rap-hf explore [--dataset PATH_OR_REPO_ID]` does the same.
 
 Environment (all optional): RAP_EXPLORER_DATASET (a Hub id or path to open on; default: the shipped
@@ -22,7 +22,7 @@ except ImportError:
     # Running from a checkout without `pip install -e .`: the package is two folders up.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from rap_hf.explorer_app import launch_explorer  # noqa: E402
+from rap_hf.explorer.app import launch_explorer  # noqa: E402
 
 if __name__ == "__main__":
     model = os.environ.get("RAP_EXPLORER_MODEL", "reference")

@@ -3,7 +3,7 @@ the ``rap-hf train`` / ``accelerate launch`` entry point.
 
 Modules: ``config`` (RAPGRPOConfig), ``trainer`` (RAPGRPOTrainer, data preparation), ``sampler``
 (OnlineRepeatSampler), ``script`` (the training script's ``main``), ``launch`` (``rap-hf train``). The
-retire/replace rule itself is `rap_hf.online.OnlineSelector`.
+retire/replace rule itself is `rap_hf.training.online.OnlineSelector`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 # Lazy, like rap_hf/__init__.py: importing the package must not import TRL (the CLI imports `launch` at start-up).
 _EXPORTS = {
-    "RAPGRPOConfig": "rap_hf.grpo.config",
-    "RAPGRPOTrainer": "rap_hf.grpo.trainer",
-    "OnlineRepeatSampler": "rap_hf.grpo.sampler",
-    "prepare_training_data": "rap_hf.grpo.trainer",
+    "RAPGRPOConfig": "rap_hf.training.config",
+    "RAPGRPOTrainer": "rap_hf.training.trainer",
+    "OnlineRepeatSampler": "rap_hf.training.sampler",
+    "prepare_training_data": "rap_hf.training.trainer",
 }
 
 __all__ = ["OnlineRepeatSampler", "RAPGRPOConfig", "RAPGRPOTrainer", "prepare_training_data"]
 
 if TYPE_CHECKING:
-    from rap_hf.grpo.config import RAPGRPOConfig
-    from rap_hf.grpo.sampler import OnlineRepeatSampler
-    from rap_hf.grpo.trainer import RAPGRPOTrainer, prepare_training_data
+    from rap_hf.training.config import RAPGRPOConfig
+    from rap_hf.training.sampler import OnlineRepeatSampler
+    from rap_hf.training.trainer import RAPGRPOTrainer, prepare_training_data
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +31,4 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'rap_hf.grpo' has no attribute {name!r}")
+    raise AttributeError(f"module 'rap_hf.training' has no attribute {name!r}")

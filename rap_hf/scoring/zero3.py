@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from rap_hf.filter import RAPDataFilter
+    from rap_hf.scoring.filter import RAPDataFilter
 
 logger = logging.getLogger("rap_hf")
 
@@ -144,7 +144,7 @@ class Lockstep:
     generation with ``synced_gpus=True`` if any process has rows left, a one-row filler generation on a
     process that has none. Then as many attention forward passes on every process as the busiest one needs,
     fillers making up the difference. Idle batches (a process out of rows while others still score) go
-    through the same path with no rows. `RAPDataFilter` calls the hooks; `rap_hf.distributed` installs it.
+    through the same path with no rows. `RAPDataFilter` calls the hooks; `rap_hf.scoring.distributed` installs it.
     """
 
     def __init__(self, filler_image_size: int = 56) -> None:
@@ -157,7 +157,7 @@ class Lockstep:
     # ---- generation ----
 
     def generate_arm(self, flt: RAPDataFilter, rows: list, arm: str) -> None:
-        from rap_hf.filter import _reason
+        from rap_hf.scoring.filter import _reason
 
         ready = []
         for row in rows:
@@ -182,8 +182,8 @@ class Lockstep:
     @staticmethod
     def _processor_error(flt: RAPDataFilter, row: Any, arm: str) -> str | None:
         """Why the processor rejects this row's prompt (and images), or None; runs no model."""
-        from rap_hf.filter import _reason
-        from rap_hf.rollouts import ARM_MM
+        from rap_hf.scoring.filter import _reason
+        from rap_hf.scoring.rollouts import ARM_MM
 
         try:
             if arm == ARM_MM:
@@ -197,14 +197,14 @@ class Lockstep:
     def _filler_prompt(self, flt: RAPDataFilter, with_image: bool) -> tuple[str, list | None]:
         from PIL import Image
 
-        from rap_hf.rollouts import build_messages, render_prompt
+        from rap_hf.scoring.rollouts import build_messages, render_prompt
 
         images = [Image.new("RGB", (self.filler_image_size,) * 2, (255, 255, 255))] if with_image else None
         messages = build_messages("0", 1 if with_image else 0, with_images=with_image)
         return render_prompt(flt.processor, messages), images
 
     def _filler_generation(self, flt: RAPDataFilter, arm: str) -> None:
-        from rap_hf.rollouts import ARM_MM, generate_rollouts
+        from rap_hf.scoring.rollouts import ARM_MM, generate_rollouts
 
         cfg = flt.config
         prompt, images = self._filler_prompt(flt, arm == ARM_MM)

@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from rap_hf.data import conversation_feature
+from rap_hf.columns import conversation_feature
 
 KINDS = ("visual", "text_leak", "hard", "distractor")
 DEFAULT_KIND_WEIGHTS = {"visual": 0.4, "text_leak": 0.25, "hard": 0.15, "distractor": 0.2}

@@ -1,4 +1,4 @@
-"""`rap-hf train`: validate the training arguments here, then run `rap_hf.grpo.script` with ``accelerate launch``.
+"""`rap-hf train`: validate the training arguments here, then run `rap_hf.training.script` with ``accelerate launch``.
 
 The arguments are parsed once in the launching process (so a typo fails in a second, not after 8 processes
 have loaded a 7B model). What the user set (command line and ``--config`` YAML, not the values GRPOConfig
@@ -23,7 +23,7 @@ from typing import Any
 logger = logging.getLogger("rap_hf")
 
 LAUNCH_CONFIG_FILE = "rap_train_config.yaml"
-SCRIPT_MODULE = "rap_hf.grpo.script"
+SCRIPT_MODULE = "rap_hf.training.script"
 
 
 class TrainArgumentTypes:
@@ -40,8 +40,8 @@ class TrainArgumentTypes:
     def __iter__(self) -> Iterator[type]:
         from trl import ModelConfig
 
-        from rap_hf.grpo.config import RAPGRPOConfig
-        from rap_hf.grpo.script import RAPScriptArguments
+        from rap_hf.training.config import RAPGRPOConfig
+        from rap_hf.training.script import RAPScriptArguments
 
         return iter((*self.leading, RAPScriptArguments, RAPGRPOConfig, ModelConfig))
 
@@ -63,7 +63,7 @@ def write_launch_config(path: str | os.PathLike[str], *configs: Any) -> Path:
     """Write the explicitly set fields of ``configs`` (dataclass instances) to one YAML file for `TrlParser`."""
     import yaml
 
-    from rap_hf.grpo.config import explicit_values
+    from rap_hf.training.config import explicit_values
 
     merged: dict[str, Any] = {}
     for config in configs:
@@ -149,7 +149,7 @@ def launch_training(
     launch_args: str | None = None,
     dry_run: bool = False,
 ) -> list[str]:
-    """Write the launch config and run ``accelerate launch -m rap_hf.grpo.script --config <it>``.
+    """Write the launch config and run ``accelerate launch -m rap_hf.training.script --config <it>``.
 
     Args:
         script_args, training_args, model_args: the parsed training arguments (already validated).

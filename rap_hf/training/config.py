@@ -53,7 +53,7 @@ class RAPGRPOConfig(GRPOConfig):
     whose group was all-correct (or all-wrong) ``rap_retire_after`` visits in a row, and replaces them from a
     reserve: with ``"selected"``, the rows selection rejected whose ``rap_acc_mm`` is strictly between 0 and 1,
     hardest first (DRM's order); with ``"all"``/``"as_is"`` there is no reserve and retired samples simply
-    leave. See `rap_hf.online.OnlineSelector`.
+    leave. See `rap_hf.training.online.OnlineSelector`.
     """
 
     rap_train_on: Literal["selected", "all", "as_is"] = field(

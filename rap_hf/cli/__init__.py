@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rap_hf.checkpointing import SCORING_METADATA
+from rap_hf.cli.launcher import TrainArgumentTypes
 from rap_hf.config import RAPConfig
-from rap_hf.grpo.launch import TrainArgumentTypes
+from rap_hf.scoring.checkpointing import SCORING_METADATA
 
 logger = logging.getLogger("rap_hf")
 
@@ -164,11 +164,11 @@ def _dtype(name: str):
 def score_main(args: ScoreArguments, config: RAPConfig) -> Path:
     """Score `args.dataset` into `args.output` (+ `rap_scoring.json`), resumably, in one or many processes.
 
-    Under `accelerate launch` / `torchrun` every process runs this; see `rap_hf.distributed`.
+    Under `accelerate launch` / `torchrun` every process runs this; see `rap_hf.scoring.distributed`.
     """
-    from rap_hf.data import load_any_dataset
-    from rap_hf.distributed import ProcessContext, launch_scoring, score_to_disk
-    from rap_hf.filter import resolve_columns
+    from rap_hf.dataset_loading import load_any_dataset
+    from rap_hf.scoring.distributed import ProcessContext, launch_scoring, score_to_disk
+    from rap_hf.scoring.filter import resolve_columns
 
     if args.accelerate_config is not None:
         launch_scoring(args, config)
@@ -219,7 +219,7 @@ def select_main(args: SelectArguments, config: RAPConfig) -> dict:
     """Select from a scored folder; write annotated/, selected/ and the report; return the report."""
     import datasets
 
-    from rap_hf.report import build_report, write_report
+    from rap_hf.report.summary import build_report, write_report
     from rap_hf.selection import select_cognitive_samples
 
     scores = Path(args.scores)
@@ -236,7 +236,7 @@ def select_main(args: SelectArguments, config: RAPConfig) -> dict:
     metadata_path = scores / SCORING_METADATA
     if metadata_path.exists():
         extra["scoring"] = json.loads(metadata_path.read_text())
-    from rap_hf.plots import plot_histograms_by_stage, plot_stage_counts
+    from rap_hf.report.plots import plot_histograms_by_stage, plot_stage_counts
 
     figures = [
         plot_stage_counts(annotated, output),
@@ -286,7 +286,7 @@ def push_main(args: PushArguments, config: RAPConfig):
 
 def demo_main(args: DemoArguments) -> dict:
     """Score and select built-in data end to end (reference model by default) and write the report."""
-    from rap_hf.reference_model import reference_model_available, reference_model_path
+    from rap_hf.demo.reference_model import reference_model_available, reference_model_path
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -295,11 +295,11 @@ def demo_main(args: DemoArguments) -> dict:
         if not reference_model_available():
             raise ValueError(
                 f"the reference model is not in {reference_model_path()}; train it with "
-                "`python trainers/train_reference_model.py --output_dir rap_hf/assets/rap-tiny-vl` or use --model tiny"
+                "`python trainers/train_reference_model.py --output_dir rap_hf/demo/assets/rap-tiny-vl` or use --model tiny"
             )
         model = str(reference_model_path())
     elif model == "tiny":
-        from rap_hf.tiny_models import save_tiny_vlm
+        from rap_hf.demo.tiny_models import save_tiny_vlm
 
         model = str(save_tiny_vlm(output / "model", seed=args.seed))
     config = RAPConfig(
@@ -363,7 +363,7 @@ class ExploreArguments:
 def explore_main(args: ExploreArguments):
     """Launch the RAP Score Explorer on `args.dataset` (blocks until interrupted)."""
     try:
-        from rap_hf.explorer_app import launch_explorer
+        from rap_hf.explorer.app import launch_explorer
     except ImportError as exc:
         raise ValueError(f'the explorer needs gradio: pip install "rap-hf[space]" ({exc})') from exc
 
@@ -380,7 +380,7 @@ def explore_main(args: ExploreArguments):
 @dataclass
 class TrainArguments:
     """Arguments of `rap-hf train` itself. The training flags (RAPScriptArguments, RAPGRPOConfig, TRL's
-    ModelConfig; see `rap_hf.grpo.script`) follow, on the command line or in the `--config` YAML."""
+    ModelConfig; see `rap_hf.training.script`) follow, on the command line or in the `--config` YAML."""
 
     accelerate_config: str | None = field(
         default=None,
@@ -406,8 +406,8 @@ class TrainArguments:
 
 
 def train_main(args: TrainArguments, script_args, training_args, model_args) -> list[str]:
-    """Launch GRPO training on RAP-selected data with `accelerate launch` (see `rap_hf.grpo.launch`)."""
-    from rap_hf.grpo.launch import launch_training
+    """Launch GRPO training on RAP-selected data with `accelerate launch` (see `rap_hf.cli.launcher`)."""
+    from rap_hf.cli.launcher import launch_training
 
     return launch_training(
         script_args,

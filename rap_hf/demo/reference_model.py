@@ -5,7 +5,7 @@ its own. The recipe makes it behave like a real VLM in the ways RAP cares about:
 image, answers `text_leak` questions from the text with or without the image, and solves `hard` ones less
 often. Two stages: vision pre-training (`pretrain_vision`, standing in for the pretrained vision encoder a
 real VLM starts from), then SFT with TRL's `SFTTrainer`.
-The trained files ship inside the package (`rap_hf/assets/rap-tiny-vl`) and load offline with
+The trained files ship inside the package (`rap_hf/demo/assets/rap-tiny-vl`) and load offline with
 `from_pretrained`; `trainers/train_reference_model.py` reproduces them.
 """
 
@@ -26,7 +26,7 @@ REFERENCE_MODEL_NAME = "rap-tiny-vl"
 
 def reference_model_path() -> Path:
     """Directory of the shipped reference model (inside the installed package)."""
-    return Path(str(resources.files("rap_hf") / "assets" / REFERENCE_MODEL_NAME))
+    return Path(str(resources.files("rap_hf.demo") / "assets" / REFERENCE_MODEL_NAME))
 
 
 def reference_model_available() -> bool:
@@ -87,7 +87,7 @@ def cell_labels(image: Any, digits: list[int]) -> list[int]:
     """
     import numpy as np
 
-    from rap_hf.visual_arith import CELL, COLS, ROWS
+    from rap_hf.demo.visual_arith import CELL, COLS, ROWS
 
     pixels = np.asarray(image.convert("L"))
     remaining = iter(digits)
@@ -170,8 +170,8 @@ def train_reference_model(
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from rap_hf.tiny_models import build_tiny_vlm
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.tiny_models import build_tiny_vlm
+    from rap_hf.demo.visual_arith import visual_arith
 
     recipe = recipe or ReferenceRecipe()
     output_dir = Path(output_dir)
@@ -246,7 +246,7 @@ def greedy_accuracy(
 ) -> dict[str, dict[str, float]]:
     """Greedy accuracy per `kind`, with and without the image, by RAP's own reward (for reports and tests)."""
     from rap_hf.config import RAPConfig
-    from rap_hf.filter import RAPDataFilter
+    from rap_hf.scoring.filter import RAPDataFilter
 
     config = RAPConfig(
         num_rollouts=1,

@@ -19,13 +19,14 @@ from typing import Any
 import datasets
 import torch
 
-from rap_hf.attention import capture_final_layer_attention
+from rap_hf.columns import NUMERIC_SCORE_COLUMNS, SCORE_COLUMNS, score_features
 from rap_hf.config import RAPConfig
 from rap_hf.estimators import ace_normalized, ace_paper, cde_score
-from rap_hf.images import ImageError, decode_image, normalize_image, processor_pixel_budget
-from rap_hf.loading import load_model_and_processor
 from rap_hf.rewards import compute_rewards, normalize_solution, resolve_reward_fn
-from rap_hf.rollouts import (
+from rap_hf.scoring.attention import capture_final_layer_attention
+from rap_hf.scoring.images import ImageError, decode_image, normalize_image, processor_pixel_budget
+from rap_hf.scoring.loading import load_model_and_processor
+from rap_hf.scoring.rollouts import (
     ARM_MM,
     ARM_TEXT,
     build_messages,
@@ -33,7 +34,6 @@ from rap_hf.rollouts import (
     generate_rollouts,
     render_prompt,
 )
-from rap_hf.score_columns import NUMERIC_SCORE_COLUMNS, SCORE_COLUMNS, score_features
 
 logger = logging.getLogger("rap_hf")
 
@@ -123,8 +123,8 @@ class RAPDataFilter:
         )
         self.max_image_pixels = self.config.max_image_pixels or processor_pixel_budget(self.processor)
         self.stats = ScoringStats()
-        # Set by rap_hf.distributed under ZeRO-3 with sharded parameters: every process must then make the
-        # same sequence of model calls (see rap_hf.zero3.Lockstep). None: calls follow the data.
+        # Set by rap_hf.scoring.distributed under ZeRO-3 with sharded parameters: every process must then make the
+        # same sequence of model calls (see rap_hf.scoring.zero3.Lockstep). None: calls follow the data.
         self.lockstep: Any = None
         self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
@@ -199,7 +199,7 @@ class RAPDataFilter:
         instead of collecting them (`first_row` counts from `index_offset`).
 
         The `datasets.map` function returns nothing, so nothing is cached or held in memory: this is how
-        `rap_hf.distributed` checkpoints every finished batch of a long run.
+        `rap_hf.scoring.distributed` checkpoints every finished batch of a long run.
         """
         columns, raw = self._prepare_for_map(dataset)
         # Set explicitly: datasets cannot hash `on_batch` and would warn, and nothing is cached anyway.

@@ -21,3 +21,9 @@ def score_features(keep_completions: bool = True) -> datasets.Features:
         features["rap_completions_text"] = datasets.List(datasets.Value("string"))
     features["rap_error"] = datasets.Value("string")
     return datasets.Features(features)
+
+
+def conversation_feature() -> list:
+    """Arrow type of a TRL conversational `prompt` column whose content parts are {"type", "text"} structs."""
+    part = {"type": datasets.Value("string"), "text": datasets.Value("string")}
+    return [{"role": datasets.Value("string"), "content": [part]}]

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import Sampler
 
-from rap_hf.online import OnlineSelector
+from rap_hf.training.online import OnlineSelector
 
 
 class OnlineRepeatSampler(Sampler[int]):

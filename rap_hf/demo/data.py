@@ -1,30 +1,11 @@
-"""Built-in data and dataset loading by name (local folder, data files, `builtin:NAME`, or a Hub id)."""
+"""Built-in demo data: `tiny-synthetic` (dots and sums) and `visual-arith`, by name (`builtin:NAME`)."""
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import datasets
 from PIL import Image, ImageDraw
-
-BUILTIN_PREFIX = "builtin:"
-
-
-def conversation_feature() -> list:
-    """Arrow type of a TRL conversational `prompt` column whose content parts are {"type", "text"} structs."""
-    part = {"type": datasets.Value("string"), "text": datasets.Value("string")}
-    return [{"role": datasets.Value("string"), "content": [part]}]
-
-
-_DATA_FILE_BUILDERS = {
-    ".parquet": "parquet",
-    ".json": "json",
-    ".jsonl": "json",
-    ".csv": "csv",
-    ".arrow": "arrow",
-}
 
 _COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
 
@@ -67,7 +48,7 @@ def tiny_synthetic(num_rows: int = 32, seed: int = 0) -> datasets.Dataset:
 
 
 def _visual_arith(split: str = "train", **kwargs) -> datasets.Dataset:
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.visual_arith import visual_arith
 
     return visual_arith(split, **kwargs)
 
@@ -87,35 +68,3 @@ def load_builtin(name: str, split: str = "train", **kwargs) -> datasets.Dataset:
     if name not in BUILTINS:
         raise ValueError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTINS)}")
     return BUILTINS[name](split, **kwargs)
-
-
-def load_any_dataset(
-    spec: str, *, config_name: str | None = None, split: str | None = "train"
-) -> datasets.Dataset:
-    """Load a dataset from `builtin:NAME`, a `save_to_disk` folder, data files, a folder of data files, or the Hub."""
-    if spec.startswith(BUILTIN_PREFIX):
-        return load_builtin(spec[len(BUILTIN_PREFIX) :], split=split or "train")
-    path = Path(spec).expanduser()
-    if path.is_dir() and ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
-        loaded = datasets.load_from_disk(str(path))
-        return _pick_split(loaded, split, spec)
-    if path.is_file():
-        builder = _DATA_FILE_BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(
-                f"cannot load {spec!r}: unknown data file type {path.suffix!r}; use {sorted(_DATA_FILE_BUILDERS)}"
-            )
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    if path.is_dir():
-        return _pick_split(datasets.load_dataset(str(path), config_name), split, spec)
-    if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
-        raise ValueError(f"dataset path {spec!r} does not exist")
-    return datasets.load_dataset(spec, config_name, split=split)
-
-
-def _pick_split(loaded, split: str | None, spec: str) -> datasets.Dataset:
-    if isinstance(loaded, datasets.DatasetDict):
-        if split is None or split not in loaded:
-            raise ValueError(f"{spec!r} has splits {list(loaded)}; choose one with --split")
-        return loaded[split]
-    return loaded

@@ -35,11 +35,11 @@ from datasets import Dataset, IterableDataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 
-from rap_hf.grpo.config import RAPGRPOConfig
-from rap_hf.grpo.sampler import OnlineRepeatSampler
-from rap_hf.online import OnlineSelector, build_reserve
 from rap_hf.rewards import accuracy_reward
 from rap_hf.selection import ERROR, SELECTED_COLUMN, STAGE_COLUMN, select_cognitive_samples, stage_counts
+from rap_hf.training.config import RAPGRPOConfig
+from rap_hf.training.online import OnlineSelector, build_reserve
+from rap_hf.training.sampler import OnlineRepeatSampler
 
 logger = logging.getLogger("rap_hf")
 

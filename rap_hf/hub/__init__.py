@@ -56,8 +56,8 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from rap_hf import __version__
 from rap_hf.config import RAPConfig
-from rap_hf.plots import plot_score_histograms, plot_stage_counts
-from rap_hf.report import SUMMARY_COLUMNS, build_report
+from rap_hf.report.plots import plot_score_histograms, plot_stage_counts
+from rap_hf.report.summary import SUMMARY_COLUMNS, build_report
 from rap_hf.selection import (
     SELECTED_COLUMN,
     SELECTED_STAGES,

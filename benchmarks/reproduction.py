@@ -3,7 +3,7 @@ of selection counted.
 
 Used by ``benchmarks/reproduce.py`` (which only parses flags and calls `run_reproduction`). The experiment:
 
-1. **Weak start**: the reference model's SFT recipe (`rap_hf.reference_model`) stopped early, so GRPO has room
+1. **Weak start**: the reference model's SFT recipe (`rap_hf.demo.reference_model`) stopped early, so GRPO has room
    to improve. Trained once and cached in ``work_dir``; its cost is common to every arm and not counted.
 2. **Pool**: ``pool_rows`` rows of `visual-arith`'s train split (another seed than the SFT rows), scored once
    with `RAPDataFilter` on the weak model. The scoring cost (wall-clock, generated tokens) is charged to every
@@ -105,7 +105,7 @@ class ReproduceConfig:
 
 def weak_model(config: ReproduceConfig) -> tuple[Path, dict[str, Any]]:
     """The weak starting checkpoint (cached): the reference SFT recipe with ``weak_sft_steps`` steps."""
-    from rap_hf.reference_model import ReferenceRecipe, train_reference_model
+    from rap_hf.demo.reference_model import ReferenceRecipe, train_reference_model
 
     if config.start_model:
         return Path(config.start_model), {"sft_seconds": None}
@@ -125,7 +125,7 @@ def weak_model(config: ReproduceConfig) -> tuple[Path, dict[str, Any]]:
 
 def eval_dataset(config: ReproduceConfig) -> datasets.Dataset:
     """Held-out `visual` and `hard` items of the test split (digit scans disjoint from train)."""
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.visual_arith import visual_arith
 
     test = visual_arith("test", config.eval_rows, seed=0)
     return test.filter(lambda kind: kind in EVAL_KINDS, input_columns="kind").remove_columns(
@@ -138,7 +138,7 @@ def score_pool(config: ReproduceConfig, model: Path) -> tuple[datasets.Dataset, 
     import hashlib
 
     from rap_hf import RAPConfig, RAPDataFilter
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.visual_arith import visual_arith
 
     key = json.dumps(
         [

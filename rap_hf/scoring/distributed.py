@@ -3,7 +3,7 @@
 Under ``accelerate launch`` / ``torchrun`` every process loads the model and scores a contiguous shard of the
 rows that are not checkpointed yet, through `datasets.map` (`RAPDataFilter.score_batches`) with
 ``index_offset`` set to the shard's first global row, so every completion keeps the seed it has in a
-one-process run. Each finished batch is written to ``OUTPUT/rap_checkpoint/`` (see `rap_hf.checkpointing`);
+one-process run. Each finished batch is written to ``OUTPUT/rap_checkpoint/`` (see `rap_hf.scoring.checkpointing`);
 the main process waits for the others' batches by watching that folder (no collective, so no NCCL timeout
 however unequal the shards), merges them in row order next to the input columns, and saves the result.
 
@@ -12,7 +12,7 @@ The same code path runs with one process, so a single-GPU run is resumable too. 
 * ``num_proc=N`` (one process, N GPUs): `datasets.map(num_proc=N, with_rank=True)` with the ``spawn`` start
   method, each worker loading its own copy of the model on ``cuda:rank``, as the `datasets` docs describe.
 * DeepSpeed ZeRO-3 (``accelerate launch --config_file zero3.yaml``): the model is loaded sharded; see
-  `rap_hf.zero3` for the two ways it is scored (gathered, or sharded in lock-step).
+  `rap_hf.scoring.zero3` for the two ways it is scored (gathered, or sharded in lock-step).
 
 Multi-machine runs need OUTPUT on a filesystem every machine sees: the main process reads the other
 processes' batches from there (checked at start-up).
@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from rap_hf.checkpointing import (
+from rap_hf.config import RAPConfig
+from rap_hf.scoring.checkpointing import (
     BatchStats,
     CheckpointMismatchError,
     CorruptBatchError,
@@ -41,8 +42,7 @@ from rap_hf.checkpointing import (
     model_identity,
     scoring_fingerprint_inputs,
 )
-from rap_hf.config import RAPConfig
-from rap_hf.zero3 import all_reduce_max, zero3_requested
+from rap_hf.scoring.zero3 import all_reduce_max, zero3_requested
 
 logger = logging.getLogger("rap_hf")
 
@@ -241,7 +241,7 @@ def score_to_disk(
         num_proc: one process, `num_proc` workers of `datasets.map`, each with its own model copy on
             ``cuda:rank`` (CPU when there is no GPU). Not combinable with a multi-process launch.
         zero3_gather_params: under ZeRO-3, gather the full weights for scoring (TRL's default for generation)
-            instead of scoring the sharded model in lock-step (see `rap_hf.zero3`).
+            instead of scoring the sharded model in lock-step (see `rap_hf.scoring.zero3`).
         lockstep: force the lock-step call schedule on (True) or off (False); None: on exactly when ZeRO-3
             scores sharded weights. True without ZeRO-3 exercises the schedule on CPU.
         metadata: extra entries for ``rap_scoring.json``.
@@ -249,8 +249,8 @@ def score_to_disk(
     """
     import datasets
 
-    from rap_hf.filter import SCORE_COLUMNS, _fn_name, resolve_columns, score_features
     from rap_hf.rewards import resolve_reward_fn
+    from rap_hf.scoring.filter import SCORE_COLUMNS, _fn_name, resolve_columns, score_features
 
     ctx = context or ProcessContext.from_environment()
     if num_proc is not None and ctx.world_size > 1:
@@ -415,10 +415,10 @@ def _already_complete(checkpoint: ScoreCheckpoint, ctx: ProcessContext) -> Scori
 
 def _load_filter(model, processor, config, reward_fn, ctx: ProcessContext, *, device, **kwargs):
     """Load the model for this process: on its own device, or sharded under ZeRO-3 (then also the engine)."""
-    from rap_hf.filter import RAPDataFilter
+    from rap_hf.scoring.filter import RAPDataFilter
 
     if ctx.accelerator is not None:  # ZeRO-3: zero.Init places the shards; moving them would break them
-        from rap_hf.zero3 import prepare_zero3_model
+        from rap_hf.scoring.zero3 import prepare_zero3_model
 
         flt = RAPDataFilter(model, processor, config, reward_fn, device=None, **kwargs)
         return flt, prepare_zero3_model(flt.model, ctx.accelerator)
@@ -437,7 +437,7 @@ def _score_ranges(
     gather_params: bool,
     lockstep: bool | None,
 ) -> None:
-    from rap_hf.zero3 import Lockstep, model_for_scoring
+    from rap_hf.scoring.zero3 import Lockstep, model_for_scoring
 
     if lockstep is None:
         lockstep = engine is not None and not gather_params
@@ -503,7 +503,7 @@ class _PerRankScorer:
         self.num_proc = num_proc
 
     def _filter(self, rank: int):
-        from rap_hf.filter import RAPDataFilter
+        from rap_hf.scoring.filter import RAPDataFilter
 
         key = (rank, self.checkpoint.fingerprint)
         if key not in _WORKER_FILTERS:
@@ -534,7 +534,7 @@ def _score_with_num_proc(
     """Score `ranges` in this process with `num_proc` `datasets.map` workers, one model per GPU."""
     import multiprocess
 
-    from rap_hf.filter import _undecoded_images, resolve_columns
+    from rap_hf.scoring.filter import _undecoded_images, resolve_columns
 
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError("num_proc needs the model as a name or path: every worker loads its own copy")

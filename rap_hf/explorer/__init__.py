@@ -1,6 +1,6 @@
 """The logic of the RAP Score Explorer (the Gradio Space in `spaces/rap_explorer/`), as plain functions.
 
-Every event of the app (`rap_hf.explorer_app`) is a thin call into this module, so each one is unit-tested
+Every event of the app (`rap_hf.explorer.app`) is a thin call into this module, so each one is unit-tested
 without a browser or a server:
 
 - loading: `ExplorerData` (a scored dataset plus the score arrays the views read), `load_explorer_data`,
@@ -11,7 +11,7 @@ without a browser or a server:
   `final_layer_attention`, `attention_heatmap`;
 - export: `write_selection_parquet`, `push_selection`;
 - assets: `build_explorer_assets` scores visual-arith's test split with the reference model once and ships
-  the result as parquet under `rap_hf/assets/explorer/`, so the Space opens without running a model.
+  the result as parquet under `rap_hf/explorer/assets/`, so the Space opens without running a model.
 
 Nothing here imports gradio: the library and its tests do not need it.
 """
@@ -45,10 +45,9 @@ import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict
 from PIL import Image
 
+from rap_hf.columns import NUMERIC_SCORE_COLUMNS, SCORE_COLUMNS, conversation_feature, score_features
 from rap_hf.config import ACE_MODES, RAPConfig
-from rap_hf.data import conversation_feature
 from rap_hf.estimators.drm import ACE_REJECTED, CDE_REJECTED, DRM_IN, DRM_OUT, KEPT
-from rap_hf.score_columns import NUMERIC_SCORE_COLUMNS, SCORE_COLUMNS, score_features
 from rap_hf.selection import (
     BUDGET_IN,
     BUDGET_OUT,
@@ -96,7 +95,7 @@ class ExplorerDataError(ValueError):
 
 def explorer_assets_dir() -> Path:
     """Folder of the explorer's shipped assets (inside the installed package)."""
-    return Path(str(resources.files("rap_hf") / "assets" / "explorer"))
+    return Path(str(resources.files("rap_hf.explorer") / "assets"))
 
 
 def explorer_asset_path() -> Path:
@@ -127,7 +126,7 @@ def build_explorer_assets(
     Args:
         out_dir: target folder; default `explorer_assets_dir()` (inside the package, so it ships).
         num_rows: rows of the test split to score (the split has 400).
-        model: scoring model; default the shipped reference model (`rap_hf.reference_model`).
+        model: scoring model; default the shipped reference model (`rap_hf.demo.reference_model`).
         config: scoring settings; default `explorer_scoring_config()`.
         seed: seed of the visual-arith split.
 
@@ -137,9 +136,9 @@ def build_explorer_assets(
     Raises:
         FileNotFoundError: no ``model`` given and the reference model is not shipped yet.
     """
-    from rap_hf.filter import RAPDataFilter
-    from rap_hf.reference_model import reference_model_available, reference_model_path
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.reference_model import reference_model_available, reference_model_path
+    from rap_hf.demo.visual_arith import visual_arith
+    from rap_hf.scoring.filter import RAPDataFilter
 
     if model is None:
         if not reference_model_available():
@@ -409,7 +408,7 @@ def load_explorer_data(
 
     Args:
         source: a Hub dataset id pushed by `rap-hf push` (its `scores` config is read; a repo without one is
-            read as-is), or, with `allow_local`, anything `rap_hf.data.load_any_dataset` loads (a
+            read as-is), or, with `allow_local`, anything `rap_hf.dataset_loading.load_any_dataset` loads (a
             `save_to_disk` folder, a parquet/json/csv file, a folder of data files).
         split: the split to show.
         allow_local: read local paths. The app passes False for text typed into the page, so a visitor can
@@ -428,7 +427,7 @@ def load_explorer_data(
             if path.is_file() and path.suffix.lower() == ".parquet":
                 dataset = read_parquet_dataset(path)
             else:
-                from rap_hf.data import load_any_dataset
+                from rap_hf.dataset_loading import load_any_dataset
 
                 dataset = load_any_dataset(source, split=split)
         elif is_hub_repo_id(source):
@@ -491,10 +490,10 @@ def default_explorer_data(
         return ExplorerData.from_dataset(
             read_parquet_dataset(path), "visual-arith test (shipped scores)", notes
         )
-    from rap_hf.data import tiny_synthetic
-    from rap_hf.filter import RAPDataFilter
-    from rap_hf.reference_model import reference_model_available, reference_model_path
-    from rap_hf.visual_arith import visual_arith
+    from rap_hf.demo.data import tiny_synthetic
+    from rap_hf.demo.reference_model import reference_model_available, reference_model_path
+    from rap_hf.demo.visual_arith import visual_arith
+    from rap_hf.scoring.filter import RAPDataFilter
 
     missing = f"The precomputed scores ({path.name}) are not shipped in this install"
     if fallback_model is None and reference_model_available():
@@ -507,7 +506,7 @@ def default_explorer_data(
         label = "visual-arith test (reference model, scored at start-up)"
     else:
         if fallback_model is None:
-            from rap_hf.tiny_models import save_tiny_vlm
+            from rap_hf.demo.tiny_models import save_tiny_vlm
 
             folder = (
                 Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="rap-explorer-"))
@@ -604,7 +603,7 @@ class Selection:
 
     @property
     def ratio(self) -> float:
-        """Selected / scored (non-error) rows, as in `rap_hf.report`."""
+        """Selected / scored (non-error) rows, as in `rap_hf.report.summary`."""
         return self.num_selected / self.num_scored if self.num_scored else 0.0
 
 
@@ -659,11 +658,11 @@ def overview_images(
 ) -> list[Image.Image | None]:
     """[rows per stage, and histograms by stage of rap_cde, the active ACE column, rap_difficulty].
 
-    Drawn by `rap_hf.plots` (the figures of the reports and the Hub card) into a temporary folder, then read
+    Drawn by `rap_hf.report.plots` (the figures of the reports and the Hub card) into a temporary folder, then read
     back into memory and the folder removed: the app serves images it holds, never a path on disk. A column
     the dataset lacks (or with no finite value) gives None.
     """
-    from rap_hf.plots import plot_histograms_by_stage, plot_stage_counts
+    from rap_hf.report.plots import plot_histograms_by_stage, plot_stage_counts
 
     columns = ("rap_cde", selection.config.active_ace_column, "rap_difficulty")
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="plots-") as folder:
@@ -677,7 +676,7 @@ def overview_images(
 
 
 def _as_image(figure_or_path: Any) -> Image.Image:
-    """A PIL image of a plot, whether `rap_hf.plots` handed back a PNG path or a matplotlib Figure."""
+    """A PIL image of a plot, whether `rap_hf.report.plots` handed back a PNG path or a matplotlib Figure."""
     if isinstance(figure_or_path, (str, os.PathLike)):
         with Image.open(figure_or_path) as image:
             return image.convert("RGB")
@@ -961,7 +960,7 @@ def sample_view(data: ExplorerData, selection: Selection, row: int | float | Non
 def row_images(record: Mapping[str, Any], roles: ColumnRoles) -> tuple[list[Image.Image], str]:
     """All images of a row as RGB (an `image` value or an `images` list), and a note when there are none or
     one cannot be decoded (then no image is returned: the scorer also refuses such a row)."""
-    from rap_hf.images import decode_image
+    from rap_hf.scoring.images import decode_image
 
     if roles.image is None:
         return [], "This dataset has no image column."
@@ -1040,7 +1039,7 @@ def push_selection(
 
 def model_unavailable_reason(model: str | os.PathLike[str] | None) -> str | None:
     """None when `model` ("reference", or a local model folder) can be used; else why not, for the page."""
-    from rap_hf.reference_model import reference_model_available, reference_model_path
+    from rap_hf.demo.reference_model import reference_model_available, reference_model_path
 
     if model is None:
         return "No model was given to the app (start it with `--model reference` or `--model DIR`)."
@@ -1093,9 +1092,9 @@ def final_layer_attention(
     """
     import torch
 
-    from rap_hf.attention import capture_final_layer_attention
     from rap_hf.estimators.ace import ATTENTION_FLOOR, ace_argmax_column, ace_normalized, ace_paper
-    from rap_hf.rollouts import build_messages, render_prompt
+    from rap_hf.scoring.attention import capture_final_layer_attention
+    from rap_hf.scoring.rollouts import build_messages, render_prompt
 
     tokenizer = getattr(processor, "tokenizer", processor)
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
@@ -1193,7 +1192,7 @@ class ExplorerModel:
     def __init__(
         self, model: str | os.PathLike[str] | None = "reference", scoring: RAPConfig | None = None
     ) -> None:
-        from rap_hf.reference_model import reference_model_path
+        from rap_hf.demo.reference_model import reference_model_path
 
         self.reason = model_unavailable_reason(model)
         self.path = (
@@ -1211,7 +1210,7 @@ class ExplorerModel:
         if self.reason is not None:
             raise ExplorerDataError(self.reason)
         if self._filter is None:
-            from rap_hf.filter import RAPDataFilter
+            from rap_hf.scoring.filter import RAPDataFilter
 
             self._filter = RAPDataFilter(self.path, config=self.scoring)
         return self._filter
@@ -1243,7 +1242,7 @@ class ExplorerModel:
     ) -> AttentionView:
         with self._lock:
             flt = self._loaded()
-            from rap_hf.images import normalize_image
+            from rap_hf.scoring.images import normalize_image
 
             images = [normalize_image(image, flt.max_image_pixels) for image in images]
             return final_layer_attention(

@@ -3,7 +3,7 @@
 Run it with ``accelerate launch`` (what ``rap-hf train`` does), as a module so it works from an installed
 package::
 
-    accelerate launch -m rap_hf.grpo.script --config trainers/configs/cpu_smoke.yaml
+    accelerate launch -m rap_hf.training.script --config trainers/configs/cpu_smoke.yaml
 
 or through the thin script ``trainers/train_grpo.py`` of a source checkout (same arguments). Every flag of
 `RAPScriptArguments`, `RAPGRPOConfig` and TRL's `ModelConfig` can be given on the command line or in the
@@ -12,7 +12,7 @@ or through the thin script ``trainers/train_grpo.py`` of a source checkout (same
 Two shorthands for offline use:
 
 * ``model_name_or_path: tiny:FAMILY`` (e.g. ``tiny:qwen2_5_vl``) builds a tiny random VLM with
-  `rap_hf.tiny_models.save_tiny_vlm` into ``<output_dir>/tiny_FAMILY`` (once per machine; the other processes
+  `rap_hf.demo.tiny_models.save_tiny_vlm` into ``<output_dir>/tiny_FAMILY`` (once per machine; the other processes
   wait) and trains it: a smoke test of the whole stack without any download.
 * ``dataset_name: builtin:tiny-synthetic`` is the built-in synthetic VQA set (`rap_hf.data.tiny_synthetic`).
 """
@@ -27,8 +27,8 @@ from typing import Any
 
 from trl import ModelConfig, ScriptArguments, TrlParser
 
-from rap_hf.data import load_any_dataset
-from rap_hf.grpo.config import RAPGRPOConfig
+from rap_hf.dataset_loading import load_any_dataset
+from rap_hf.training.config import RAPGRPOConfig
 
 logger = logging.getLogger("rap_hf")
 
@@ -71,7 +71,7 @@ def resolve_model(name_or_path: str, output_dir: str) -> str:
         return name_or_path
     from accelerate import PartialState
 
-    from rap_hf.tiny_models import save_tiny_vlm
+    from rap_hf.demo.tiny_models import save_tiny_vlm
 
     family = name_or_path[len(TINY_MODEL_PREFIX) :] or "qwen2_5_vl"
     target = Path(output_dir) / f"tiny_{family}"
@@ -109,7 +109,7 @@ def main(script_args: RAPScriptArguments, training_args: RAPGRPOConfig, model_ar
     """Load the model and data, train with `RAPGRPOTrainer`, save the model (and the online pool state)."""
     from trl import get_peft_config, get_quantization_config
 
-    from rap_hf.grpo.trainer import RAPGRPOTrainer
+    from rap_hf.training.trainer import RAPGRPOTrainer
 
     if not script_args.dataset_name:
         raise ValueError("set dataset_name (a path, builtin:NAME, or a Hub id)")
