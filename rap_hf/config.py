@@ -1,25 +1,69 @@
-"""`RAPConfig`: every knob of RAP scoring and selection, documented once, here.
+"""RAP configuration, split by the score/keep line: `RAPScoringConfig` (what running the model computes),
+`RAPSelectionConfig` (which scored rows are kept; no model needed), and `RAPConfig`, both in one.
 
-Paper-faithful values are the defaults (see METHOD.md); the fields marked "our reading" are choices the
-paper leaves open.
+Every field is documented once, here. Paper-faithful values are the defaults (see docs/method.md); the fields
+marked "our reading" are choices the paper leaves open. A scored dataset can be re-selected with another
+`RAPSelectionConfig` without running the model again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
+
+from rap_hf.errors import RAPUserError
 
 ACE_MODES = ("paper", "normalized")
 
+_Config = TypeVar("_Config", bound="_ConfigBase")
+
+
+class _ConfigBase:
+    """What the three configs share: validation on construction, dict round trips, field names."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `RAPUserError` (a `ValueError`) naming the field when a value is out of range or fields
+        conflict."""
+        errors = self._errors()
+        if errors:
+            raise RAPUserError(f"Invalid {type(self).__name__}: " + "; ".join(errors))
+
+    def _errors(self) -> list[str]:
+        return []
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The names of this config's fields, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_Config], values: dict[str, Any]) -> _Config:
+        """Build from a dict (e.g. parsed YAML); unknown keys raise a `RAPUserError` listing the valid ones."""
+        names = set(cls.field_names())
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise RAPUserError(f"Unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**values)
+
 
 @dataclass
-class RAPConfig:
-    """Configuration of RAP scoring (`RAPDataFilter.score`) and selection (`select_cognitive_samples`).
+class RAPScoringConfig(_ConfigBase):
+    """How `RAPDataFilter` scores: rollouts, the ACE attention pass, and which columns it reads and writes.
 
-    Scoring fields change the score columns; selection fields only change which rows are selected, so a
-    scored dataset can be re-selected with other selection fields without running the model again.
+    Every field but `batch_size` changes the score columns, so all of them except `batch_size` are part of a
+    scoring run's fingerprint (`fingerprint_values`): results do not depend on how rows are batched.
     """
+
+    #: Fields that change how the work is split, not what is computed. (Not a field: HfArgumentParser would
+    #: turn field metadata into argparse options.)
+    LAYOUT_FIELDS: ClassVar[tuple[str, ...]] = ("batch_size",)
 
     # ---- rollouts (scoring) ----
     num_rollouts: int = field(
@@ -35,7 +79,7 @@ class RAPConfig:
         default=8,
         metadata={
             "help": "Samples per `datasets.map` batch. Each batch generates batch_size * num_rollouts sequences "
-            "per arm at once. Results do not depend on it."
+            "per arm at once. Results do not depend on it.",
         },
     )
     seed: int = field(
@@ -72,6 +116,64 @@ class RAPConfig:
         default=True,
         metadata={"help": "Run the final-layer attention pass. When False, rap_ace/rap_ace_norm are NaN."},
     )
+
+    # ---- columns and output ----
+    keep_completions: bool = field(
+        default=True,
+        metadata={"help": "Keep the rollout texts in rap_completions_mm / rap_completions_text (auditable)."},
+    )
+    prompt_column: str = field(
+        default="prompt",
+        metadata={
+            "help": "Question column: a string or a conversational list of messages (TRL's VLM format)."
+        },
+    )
+    image_column: str = field(
+        default="image",
+        metadata={"help": "Image column (one image). When it is absent, a list column `images` is used."},
+    )
+    answer_column: str = field(default="solution", metadata={"help": "Ground-truth answer column."})
+
+    def _errors(self) -> list[str]:
+        errors: list[str] = []
+        if not isinstance(self.num_rollouts, int) or self.num_rollouts < 1:
+            errors.append(f"num_rollouts must be an integer >= 1, got {self.num_rollouts!r}")
+        if self.max_new_tokens < 1:
+            errors.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
+        if self.temperature < 0:
+            errors.append(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            errors.append(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.batch_size < 1:
+            errors.append(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.sigma <= 0:
+            errors.append(f"sigma must be > 0, got {self.sigma!r}")
+        if self.ace_min_span < 1:
+            errors.append(f"ace_min_span must be >= 1, got {self.ace_min_span!r}")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            errors.append(f"max_image_pixels must be >= 1, got {self.max_image_pixels!r}")
+        return errors
+
+    @classmethod
+    def of(cls, config: RAPScoringConfig) -> RAPScoringConfig:
+        """The scoring part of `config` (a `RAPConfig` or a `RAPScoringConfig`), as a `RAPScoringConfig`."""
+        return cls(**{name: getattr(config, name) for name in cls.field_names()})
+
+    def fingerprint_values(self) -> dict[str, Any]:
+        """The fields scores depend on (all but `LAYOUT_FIELDS`), for fingerprints."""
+        return {
+            name: getattr(self, name)
+            for name in RAPScoringConfig.field_names()
+            if name not in RAPScoringConfig.LAYOUT_FIELDS
+        }
+
+
+@dataclass
+class RAPSelectionConfig(_ConfigBase):
+    """How `select_cognitive_samples` keeps rows: the CDE and ACE thresholds, DRM, and an optional budget.
+
+    Reads only the score columns: changing these fields never needs the model.
+    """
 
     # ---- selection (no model) ----
     lambda_c: float = field(
@@ -110,43 +212,8 @@ class RAPConfig:
         default=None, metadata={"help": "Budget: select exactly this many rows (capped by #non-error rows)."}
     )
 
-    # ---- columns and output ----
-    keep_completions: bool = field(
-        default=True,
-        metadata={"help": "Keep the rollout texts in rap_completions_mm / rap_completions_text (auditable)."},
-    )
-    prompt_column: str = field(
-        default="prompt",
-        metadata={
-            "help": "Question column: a string or a conversational list of messages (TRL's VLM format)."
-        },
-    )
-    image_column: str = field(
-        default="image",
-        metadata={"help": "Image column (one image). When it is absent, a list column `images` is used."},
-    )
-    answer_column: str = field(default="solution", metadata={"help": "Ground-truth answer column."})
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise `ValueError` naming the field when a value is out of range or fields conflict."""
+    def _errors(self) -> list[str]:
         errors: list[str] = []
-        if not isinstance(self.num_rollouts, int) or self.num_rollouts < 1:
-            errors.append(f"num_rollouts must be an integer >= 1, got {self.num_rollouts!r}")
-        if self.max_new_tokens < 1:
-            errors.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
-        if self.temperature < 0:
-            errors.append(f"temperature must be >= 0, got {self.temperature!r}")
-        if not 0 < self.top_p <= 1:
-            errors.append(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.batch_size < 1:
-            errors.append(f"batch_size must be >= 1, got {self.batch_size!r}")
-        if self.sigma <= 0:
-            errors.append(f"sigma must be > 0, got {self.sigma!r}")
-        if self.ace_min_span < 1:
-            errors.append(f"ace_min_span must be >= 1, got {self.ace_min_span!r}")
         if self.ace_mode not in ACE_MODES:
             errors.append(f"ace_mode must be one of {ACE_MODES}, got {self.ace_mode!r}")
         if self.drm_k is not None and self.drm_ratio is not None:
@@ -161,24 +228,37 @@ class RAPConfig:
             errors.append(f"target_ratio must be in (0, 1], got {self.target_ratio!r}")
         if self.target_size is not None and self.target_size < 0:
             errors.append(f"target_size must be >= 0, got {self.target_size!r}")
-        if self.max_image_pixels is not None and self.max_image_pixels < 1:
-            errors.append(f"max_image_pixels must be >= 1, got {self.max_image_pixels!r}")
-        if errors:
-            raise ValueError("Invalid RAPConfig: " + "; ".join(errors))
+        return errors
+
+    @classmethod
+    def of(cls, config: RAPSelectionConfig) -> RAPSelectionConfig:
+        """The selection part of `config` (a `RAPConfig` or a `RAPSelectionConfig`), as a
+        `RAPSelectionConfig`: what a selection result depends on, hashable through `dataclasses.astuple`."""
+        return cls(**{name: getattr(config, name) for name in cls.field_names()})
 
     @property
     def active_ace_column(self) -> str:
         """The score column the ACE filter reads in the current `ace_mode`."""
         return "rap_ace" if self.ace_mode == "paper" else "rap_ace_norm"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RAPConfig:
-        """Build from a dict (e.g. parsed YAML); unknown keys raise a `ValueError` listing the valid ones."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"Unknown RAPConfig field(s) {unknown}; valid fields: {sorted(names)}")
-        return cls(**values)
+@dataclass
+class RAPConfig(RAPSelectionConfig, RAPScoringConfig):
+    """Configuration of RAP scoring (`RAPDataFilter.score`) and selection (`select_cognitive_samples`) in one:
+    every field of `RAPScoringConfig` and of `RAPSelectionConfig`.
+
+    Scoring fields change the score columns; selection fields only change which rows are selected, so a
+    scored dataset can be re-selected with other selection fields without running the model again.
+    `scoring()` and `selection()` return the two halves.
+    """
+
+    def _errors(self) -> list[str]:
+        return RAPScoringConfig._errors(self) + RAPSelectionConfig._errors(self)
+
+    def scoring(self) -> RAPScoringConfig:
+        """The scoring half of this config."""
+        return RAPScoringConfig.of(self)
+
+    def selection(self) -> RAPSelectionConfig:
+        """The selection half of this config."""
+        return RAPSelectionConfig.of(self)

@@ -1,5 +1,5 @@
 """Load a dataset by name: `builtin:NAME`, a `save_to_disk` folder, a data file, a folder of data files, or a
-Hub id."""
+Hub id. What `rap-hf score --dataset` accepts; a spec that cannot name a dataset raises `RAPUserError`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import datasets
+
+from rap_hf.errors import RAPUserError
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -22,7 +24,16 @@ _DATA_FILE_BUILDERS = {
 def load_any_dataset(
     spec: str, *, config_name: str | None = None, split: str | None = "train"
 ) -> datasets.Dataset:
-    """Load a dataset from `builtin:NAME`, a `save_to_disk` folder, data files, a folder of data files, or the Hub."""
+    """Load a dataset from `builtin:NAME`, a `save_to_disk` folder, data files, a folder of data files, or the Hub.
+
+    Args:
+        spec: what to load (see the module docstring).
+        config_name: the dataset configuration (Hub datasets and folders of data files).
+        split: the split to return; a `DatasetDict` without it is refused.
+
+    Raises:
+        RAPUserError: an unknown data file type, a path that does not exist, or a missing split.
+    """
     if spec.startswith(BUILTIN_PREFIX):
         from rap_hf.demo.data import load_builtin
 
@@ -34,20 +45,22 @@ def load_any_dataset(
     if path.is_file():
         builder = _DATA_FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise ValueError(
+            raise RAPUserError(
                 f"cannot load {spec!r}: unknown data file type {path.suffix!r}; use {sorted(_DATA_FILE_BUILDERS)}"
             )
         return datasets.load_dataset(builder, data_files=str(path), split="train")
     if path.is_dir():
         return _pick_split(datasets.load_dataset(str(path), config_name), split, spec)
     if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
-        raise ValueError(f"dataset path {spec!r} does not exist")
+        raise RAPUserError(f"dataset path {spec!r} does not exist")
     return datasets.load_dataset(spec, config_name, split=split)
 
 
-def _pick_split(loaded, split: str | None, spec: str) -> datasets.Dataset:
+def _pick_split(
+    loaded: datasets.Dataset | datasets.DatasetDict, split: str | None, spec: str
+) -> datasets.Dataset:
     if isinstance(loaded, datasets.DatasetDict):
         if split is None or split not in loaded:
-            raise ValueError(f"{spec!r} has splits {list(loaded)}; choose one with --split")
+            raise RAPUserError(f"{spec!r} has splits {list(loaded)}; choose one with --split")
         return loaded[split]
     return loaded

@@ -1,4 +1,4 @@
-"""Verifiable rewards r(completion, a*) for the RAP rollouts (METHOD.md §1).
+"""Verifiable rewards r(completion, a*) for the RAP rollouts (docs/method.md §1).
 
 Each rollout is scored against the ground-truth answer a*:
 
@@ -559,3 +559,8 @@ def compute_rewards(
     if clipped:
         logger.warning("reward function %r returned %d reward(s) outside [0, 1]; clipped", name, clipped)
     return rewards
+
+
+def reward_fn_name(fn: Any) -> str:
+    """A stable name for a reward function (module + qualified name), for fingerprints and metadata."""
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -30,18 +30,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Value
 
-from rap_hf.config import RAPConfig
-from rap_hf.estimators.drm import ACE_REJECTED, CDE_REJECTED, DRM_IN, DRM_OUT, KEPT, drm_replace
+from rap_hf.columns import (  # noqa: F401 (the stage names are re-exported: callers import them from here)
+    ACE_REJECTED,
+    BUDGET_IN,
+    BUDGET_OUT,
+    CDE_REJECTED,
+    DRM_IN,
+    DRM_OUT,
+    ERROR,
+    KEPT,
+    SELECTED_COLUMN,
+    SELECTED_STAGES,
+    STAGE_COLUMN,
+    STAGES,
+)
+from rap_hf.config import RAPSelectionConfig
+from rap_hf.errors import RAPUserError
+from rap_hf.estimators.drm import drm_replace
 
 logger = logging.getLogger("rap_hf")
-
-ERROR = "error"
-BUDGET_IN = "budget_in"
-BUDGET_OUT = "budget_out"
-STAGES = (KEPT, CDE_REJECTED, ACE_REJECTED, DRM_IN, DRM_OUT, BUDGET_IN, BUDGET_OUT, ERROR)
-SELECTED_STAGES = (KEPT, DRM_IN, BUDGET_IN)
-STAGE_COLUMN = "rap_stage"
-SELECTED_COLUMN = "rap_selected"
 
 
 def budget_rank(cde: np.ndarray, ace: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -80,7 +87,7 @@ def apply_budget(stages: np.ndarray, cde: np.ndarray, ace: np.ndarray, budget: i
 
 
 def compute_stages(
-    acc_mm: np.ndarray, cde: np.ndarray, ace: np.ndarray, is_error: np.ndarray, config: RAPConfig
+    acc_mm: np.ndarray, cde: np.ndarray, ace: np.ndarray, is_error: np.ndarray, config: RAPSelectionConfig
 ) -> np.ndarray:
     """The stage of every row (object array of str) from the score arrays; pure numpy, no dataset."""
     acc_mm = np.asarray(acc_mm, dtype=np.float64)
@@ -107,15 +114,15 @@ def compute_stages(
     return stages
 
 
-def _required_columns(config: RAPConfig) -> list[str]:
+def _required_columns(config: RAPSelectionConfig) -> list[str]:
     return ["rap_acc_mm", "rap_cde", config.active_ace_column]
 
 
-def _check_columns(dataset: Dataset, config: RAPConfig, split: str | None = None) -> None:
+def _check_columns(dataset: Dataset, config: RAPSelectionConfig, split: str | None = None) -> None:
     missing = [c for c in _required_columns(config) if c not in dataset.column_names]
     if missing:
         where = f" in split {split!r}" if split is not None else ""
-        raise ValueError(
+        raise RAPUserError(
             f"select_cognitive_samples: missing required score column(s) {missing}{where} "
             f"(ace_mode={config.ace_mode!r}); available columns: {dataset.column_names}. "
             "Score the dataset with RAPDataFilter.score first."
@@ -144,7 +151,9 @@ def _count(stages: np.ndarray) -> dict[str, int]:
     return counts
 
 
-def _select_split(dataset: Dataset, config: RAPConfig, split: str | None) -> tuple[Dataset, dict[str, int]]:
+def _select_split(
+    dataset: Dataset, config: RAPSelectionConfig, split: str | None
+) -> tuple[Dataset, dict[str, int]]:
     _check_columns(dataset, config, split)
     columns = _required_columns(config)
     has_error = "rap_error" in dataset.column_names
@@ -184,7 +193,7 @@ def _select_split(dataset: Dataset, config: RAPConfig, split: str | None) -> tup
 
 def select_cognitive_samples(
     scored: Dataset | DatasetDict,
-    config: RAPConfig | None = None,
+    config: RAPSelectionConfig | None = None,
     *,
     return_counts: bool = False,
 ):
@@ -194,7 +203,7 @@ def select_cognitive_samples(
         scored: output of `RAPDataFilter.score` (needs ``rap_acc_mm``, ``rap_cde`` and the active ACE column;
             ``rap_error`` is optional, all rows count as scored without it), or a `DatasetDict` of them,
             processed split by split.
-        config: selection fields are read from it (`RAPConfig()` when None); scoring fields are ignored.
+        config: selection fields are read from it (a `RAPConfig` or a `RAPSelectionConfig`; the paper's defaults when None); scoring fields are ignored.
         return_counts: also return the number of rows per stage (all 8 stages, zeros included); for a
             `DatasetDict`, a dict ``split -> counts``.
 
@@ -205,7 +214,7 @@ def select_cognitive_samples(
     Raises:
         ValueError: a required column is missing (the message lists the missing and the available columns).
     """
-    config = config if config is not None else RAPConfig()
+    config = config if config is not None else RAPSelectionConfig()
     config.validate()
     if isinstance(scored, DatasetDict):
         results = {split: _select_split(ds, config, split) for split, ds in scored.items()}
@@ -227,7 +236,7 @@ def stage_counts(annotated: Dataset | DatasetDict) -> dict:
     if isinstance(annotated, DatasetDict):
         return {split: stage_counts(ds) for split, ds in annotated.items()}
     if STAGE_COLUMN not in annotated.column_names:
-        raise ValueError(
+        raise RAPUserError(
             f"stage_counts: no {STAGE_COLUMN!r} column (run select_cognitive_samples first); "
             f"available columns: {annotated.column_names}"
         )

@@ -17,6 +17,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from rap_hf.errors import RAPUserError
+
 __all__ = ["available_accelerate_configs", "resolve_accelerate_config"]
 
 
@@ -48,7 +50,7 @@ def resolve_accelerate_config(name_or_path: str | os.PathLike[str]) -> Path:
         candidate = resources.files(__name__).joinpath(f"{name}.yaml")
         if candidate.is_file():
             return Path(os.fspath(candidate))
-    raise ValueError(
+    raise RAPUserError(
         f"accelerate config {os.fspath(name_or_path)!r} is neither an existing file nor a shipped config; "
         f"shipped: {available_accelerate_configs()}"
     )

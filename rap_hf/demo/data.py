@@ -7,6 +7,8 @@ import random
 import datasets
 from PIL import Image, ImageDraw
 
+from rap_hf.errors import RAPUserError
+
 _COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 170, 60)}
 
 
@@ -66,5 +68,5 @@ def load_builtin(name: str, split: str = "train", **kwargs) -> datasets.Dataset:
     Extra keyword arguments go to the builder (e.g. `num_rows=`, `seed=`).
     """
     if name not in BUILTINS:
-        raise ValueError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTINS)}")
+        raise RAPUserError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTINS)}")
     return BUILTINS[name](split, **kwargs)

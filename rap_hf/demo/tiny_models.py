@@ -22,6 +22,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rap_hf.errors import RAPUserError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
 
@@ -406,6 +408,7 @@ def build_tiny_vlm(
         tie_word_embeddings=False,
         dtype="float32",
     )
+    # What from_pretrained(attn_implementation=...) sets; the tiny model is built from a config, not loaded.
     config._attn_implementation = attn_implementation
 
     rng_state = torch.random.get_rng_state()
@@ -440,4 +443,4 @@ def save_tiny_vlm(
 
 def _check_family(family: str) -> None:
     if family not in TINY_FAMILIES:
-        raise ValueError(f"unknown tiny model family {family!r}; expected one of {TINY_FAMILIES}")
+        raise RAPUserError(f"unknown tiny model family {family!r}; expected one of {TINY_FAMILIES}")

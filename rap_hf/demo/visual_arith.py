@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from rap_hf.columns import conversation_feature
+from rap_hf.errors import RAPUserError
 
 KINDS = ("visual", "text_leak", "hard", "distractor")
 DEFAULT_KIND_WEIGHTS = {"visual": 0.4, "text_leak": 0.25, "hard": 0.15, "distractor": 0.2}
@@ -53,7 +54,12 @@ ANSWER_INSTRUCTION = "Give the final answer in \\boxed{}."
 
 @lru_cache(maxsize=1)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits  # the 8x8 handwritten digits ship inside scikit-learn
+    except ImportError as exc:
+        raise RAPUserError(
+            'the visual-arith demo data needs scikit-learn: pip install "rap-hf[demo]"'
+        ) from exc
 
     bunch = load_digits()
     return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
@@ -142,12 +148,12 @@ def visual_arith(
     to train the reference model; RAP reads neither these nor `kind`).
     """
     if split not in DEFAULT_SIZES:
-        raise ValueError(f"visual-arith has splits {sorted(DEFAULT_SIZES)}, not {split!r}")
+        raise RAPUserError(f"visual-arith has splits {sorted(DEFAULT_SIZES)}, not {split!r}")
     num_rows = DEFAULT_SIZES[split] if num_rows is None else num_rows
     weights = kind_weights or DEFAULT_KIND_WEIGHTS
     unknown = set(weights) - set(KINDS)
     if unknown:
-        raise ValueError(f"unknown kinds {sorted(unknown)}; kinds are {KINDS}")
+        raise RAPUserError(f"unknown kinds {sorted(unknown)}; kinds are {KINDS}")
     images, targets = _digits()
     pool = _scan_split(split, seed)
     rng = random.Random(f"visual-arith-{split}-{seed}")

@@ -1,4 +1,4 @@
-"""ACE, the Attention Confidence Estimator (METHOD.md §3), as pure functions of an attention block.
+"""ACE, the Attention Confidence Estimator (docs/method.md §3), as pure functions of an attention block.
 
 `attn` is the head-averaged final-layer self-attention restricted to the response: an L x L lower-triangular
 matrix whose row i holds how much response token i attends to response token j (j <= i).
@@ -66,6 +66,17 @@ def ace_normalized(attn: np.ndarray | torch.Tensor, sigma: float = 2.0, min_span
     if not valid.any():
         return math.nan
     return float((sums[valid] / spans[valid]).max())
+
+
+def ace_column_scores(
+    attn: np.ndarray | torch.Tensor, sigma: float = 2.0, min_span: int = 1, *, normalized: bool = False
+) -> np.ndarray:
+    """Every column's ACE log score: the sum (paper) or mean (normalized) of log(sigma * A[i, j]) over rows
+    i >= j; NaN for columns with fewer than `min_span` rows. ACE is the max of these (exponentiated in paper
+    mode)."""
+    sums, spans = _column_log_terms(attn, sigma)
+    scores = sums / spans if normalized else sums
+    return np.where(spans >= min_span, scores, np.nan)
 
 
 def ace_argmax_column(

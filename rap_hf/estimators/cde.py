@@ -1,4 +1,4 @@
-"""CDE, the Causal Discrepancy Estimator (METHOD.md §2).
+"""CDE, the Causal Discrepancy Estimator (docs/method.md §2).
 
 The image is the treatment: a sample whose answer the model finds as well without the image relies on
 language priors and teaches no multimodal reasoning.

@@ -1,4 +1,4 @@
-"""DRM: the Difficulty-aware Replacement Module (METHOD.md, step 4), as a pure numpy function.
+"""DRM: the Difficulty-aware Replacement Module (docs/method.md, DRM), as a pure numpy function.
 
 After CDE and ACE, the kept rows the model already solves every time (trivial: ``acc_mm == 1``) teach GRPO
 nothing (zero advantage), so they are swapped for the hardest rows CDE/ACE rejected that the model solves at
@@ -11,11 +11,7 @@ import math
 
 import numpy as np
 
-KEPT = "kept"
-CDE_REJECTED = "cde_rejected"
-ACE_REJECTED = "ace_rejected"
-DRM_IN = "drm_in"
-DRM_OUT = "drm_out"
+from rap_hf.columns import ACE_REJECTED, CDE_REJECTED, DRM_IN, DRM_OUT, KEPT
 
 
 def difficulty(acc_mm: np.ndarray | float) -> np.ndarray:

@@ -103,6 +103,8 @@ def _ensure_registered(inner_name: str) -> str:
     name = _PREFIX + inner_name
     if name not in ALL_ATTENTION_FUNCTIONS:
         AttentionInterface.register(name, _make_wrapper(inner_name))
+        # transformers has no public lookup of a registered mask function by name; the wrapper must use the
+        # same mask as the kernel it wraps.
         mask_fn = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(inner_name)
         if mask_fn is not None:
             AttentionMaskInterface.register(name, mask_fn)
@@ -139,6 +141,7 @@ def capture_final_layer_attention(
     """
     target = final_self_attention(model)
     config = target.config
+    # transformers' own (private) field: the only switch it reads at call time, per model, without reloading.
     original = config._attn_implementation or "eager"
     recorder = _Recorder(num_rows, num_cols if num_cols is not None else num_rows)
     # The implementation name is read from the (text) config at every call, so swapping it for the duration of

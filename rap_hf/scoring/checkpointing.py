@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rap_hf.config import RAPScoringConfig
+from rap_hf.errors import RAPUserError
+
 if TYPE_CHECKING:
     import datasets
-
-    from rap_hf.config import RAPConfig
 
 logger = logging.getLogger("rap_hf")
 
@@ -47,17 +48,11 @@ _BATCH_RE = re.compile(r"^scores-(\d{12})-(\d{12})\.json$")
 _DATASET_FILES = ("dataset_info.json", "state.json")
 _DATASET_GLOB = "data-*.arrow"
 
-# RAPConfig fields that only change selection: they never change a score, so they stay out of the fingerprint
-# (re-running `rap-hf score` with another lambda_c must resume, not be refused).
-SELECTION_FIELDS = frozenset(
-    {"lambda_c", "lambda_a", "ace_mode", "drm_k", "drm_ratio", "use_drm", "target_ratio", "target_size"}
-)
-# Fields that change how work is split, not what is computed (scores do not depend on the batch size).
-LAYOUT_FIELDS = frozenset({"batch_size"})
 
+class CheckpointMismatchError(RAPUserError):
+    """The output directory holds work from a run with another fingerprint (config, dataset or model).
 
-class CheckpointMismatchError(ValueError):
-    """The output directory holds work from a run with another fingerprint (config, dataset or model)."""
+    A `RAPUserError` (so a `ValueError`): the user chooses, with ``--overwrite`` or another ``--output``."""
 
 
 # ------------------------------------------------------------------------------------------------ fingerprint
@@ -91,17 +86,18 @@ def model_identity(model: Any, revision: str | None = None) -> dict[str, Any]:
 def scoring_fingerprint_inputs(
     *,
     dataset: datasets.Dataset,
-    config: RAPConfig,
+    config: RAPScoringConfig,
     model: dict[str, Any],
     reward_fn: str,
     torch_dtype: str,
     attn_implementation: str | None,
 ) -> dict[str, Any]:
     """Everything a score depends on, as JSON-able values (stored in the manifest to explain a mismatch)."""
-    scoring_config = {
-        k: v for k, v in config.to_dict().items() if k not in SELECTION_FIELDS and k not in LAYOUT_FIELDS
-    }
+    # Only the scoring fields that change a score: re-running `rap-hf score` with another lambda_c or batch size
+    # must resume, not be refused.
+    scoring_config = RAPScoringConfig.of(config).fingerprint_values()
     inputs = {
+        # datasets exposes no public fingerprint; this is the cache key it uses itself for the same data.
         "dataset_fingerprint": dataset._fingerprint,
         "num_rows": len(dataset),
         "rap_config": scoring_config,

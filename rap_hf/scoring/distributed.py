@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from rap_hf.config import RAPConfig
+from rap_hf.errors import RAPUserError
 from rap_hf.scoring.checkpointing import (
     BatchStats,
     CheckpointMismatchError,
@@ -249,24 +250,24 @@ def score_to_disk(
     """
     import datasets
 
-    from rap_hf.rewards import resolve_reward_fn
-    from rap_hf.scoring.filter import SCORE_COLUMNS, _fn_name, resolve_columns, score_features
+    from rap_hf.columns import SCORE_COLUMNS, resolve_columns, score_features
+    from rap_hf.rewards import resolve_reward_fn, reward_fn_name
 
     ctx = context or ProcessContext.from_environment()
     if num_proc is not None and ctx.world_size > 1:
-        raise ValueError(
+        raise RAPUserError(
             "num_proc is the single-process alternative to a multi-process launch; use one or the other"
         )
     config.validate()
     resolve_columns(dataset, config)  # fail fast, before any model work
     existing = [c for c in SCORE_COLUMNS if c in dataset.column_names]
     if existing:
-        raise ValueError(f"dataset already has score columns {existing}; remove them to score again")
+        raise RAPUserError(f"dataset already has score columns {existing}; remove them to score again")
     inputs = scoring_fingerprint_inputs(
         dataset=dataset,
         config=config,
         model=model_identity(model, revision),
-        reward_fn=_fn_name(resolve_reward_fn(reward_fn)),
+        reward_fn=reward_fn_name(resolve_reward_fn(reward_fn)),
         torch_dtype=str(torch_dtype),
         attn_implementation=attn_implementation,
     )
@@ -279,9 +280,9 @@ def score_to_disk(
         datasets.disable_progress_bars()  # one progress bar per launch is enough
 
     started = time.perf_counter()
-    flt, engine = None, None
+    flt, ds_engine = None, None
     if num_proc is None:
-        flt, engine = _load_filter(
+        flt, ds_engine = _load_filter(
             model,
             processor,
             config,
@@ -330,7 +331,7 @@ def score_to_disk(
             },
         )
     else:
-        _score_ranges(flt, engine, ctx, dataset, mine, checkpoint, zero3_gather_params, lockstep)
+        _score_ranges(flt, ds_engine, ctx, dataset, mine, checkpoint, zero3_gather_params, lockstep)
     scored_seconds = time.perf_counter() - scoring_started
     process_stats = _process_stats(flt, ctx, scored_seconds)
     if not ctx.is_main:
@@ -341,7 +342,7 @@ def score_to_disk(
     try:
         scores, totals = checkpoint.load_scores()
     except CorruptBatchError as exc:
-        if flt is None or engine is not None or flt.lockstep is not None:  # the others have left
+        if flt is None or ds_engine is not None or flt.engine.lockstep is not None:  # the others have left
             raise RuntimeError(f"{exc}; run the same command again to score them") from exc
         logger.warning("%s: rescoring them on the main process", exc)
         for start, end in exc.ranges:
@@ -388,10 +389,10 @@ def _process_stats(flt: Any, ctx: ProcessContext, seconds: float) -> dict[str, A
             seconds_generation=flt.stats.seconds_generation,
             seconds_attention=flt.stats.seconds_attention,
         )
-        if flt.lockstep is not None:
+        if flt.engine.lockstep is not None:
             stats.update(
-                lockstep_filler_generations=flt.lockstep.filler_generations,
-                lockstep_filler_forwards=flt.lockstep.filler_forwards,
+                lockstep_filler_generations=flt.engine.lockstep.filler_generations,
+                lockstep_filler_forwards=flt.engine.lockstep.filler_forwards,
             )
     return stats
 
@@ -414,7 +415,7 @@ def _already_complete(checkpoint: ScoreCheckpoint, ctx: ProcessContext) -> Scori
 
 
 def _load_filter(model, processor, config, reward_fn, ctx: ProcessContext, *, device, **kwargs):
-    """Load the model for this process: on its own device, or sharded under ZeRO-3 (then also the engine)."""
+    """Load the model for this process: on its own device, or sharded under ZeRO-3 (then also its DeepSpeed engine)."""
     from rap_hf.scoring.filter import RAPDataFilter
 
     if ctx.accelerator is not None:  # ZeRO-3: zero.Init places the shards; moving them would break them
@@ -429,7 +430,7 @@ def _load_filter(model, processor, config, reward_fn, ctx: ProcessContext, *, de
 
 def _score_ranges(
     flt: Any,
-    engine: Any,
+    ds_engine: Any,
     ctx: ProcessContext,
     dataset: Any,
     ranges: list[tuple[int, int]],
@@ -440,16 +441,16 @@ def _score_ranges(
     from rap_hf.scoring.zero3 import Lockstep, model_for_scoring
 
     if lockstep is None:
-        lockstep = engine is not None and not gather_params
-    if engine is not None:
-        scope = model_for_scoring(engine, ctx.accelerator, gather_params)
+        lockstep = ds_engine is not None and not gather_params
+    if ds_engine is not None:
+        scope = model_for_scoring(ds_engine, ctx.accelerator, gather_params)
     else:
         scope = contextlib.nullcontext(flt.model)
     writer = _BatchWriter(checkpoint, flt)
     with scope as model:
-        flt.model = model
-        flt.lockstep = Lockstep() if lockstep else None
-        if flt.lockstep is not None:
+        flt.engine.model = model
+        flt.engine.lockstep = Lockstep() if lockstep else None
+        if flt.engine.lockstep is not None:
             # Every process must run as many batches as the busiest one: the others idle through empty
             # ones at the end. Agreed on before scoring: any collective later would pair with the busy
             # processes' in-batch collectives.
@@ -462,11 +463,11 @@ def _score_ranges(
                 index_offset=start,
                 desc=f"RAP scoring [process {ctx.rank}/{ctx.world_size}]",
             )
-        if flt.lockstep is not None:
+        if flt.engine.lockstep is not None:
             columns = flt.resolve_columns(dataset)
             empty = {name: [] for name in dataset.column_names}
             for _ in range(busiest - mine):
-                flt._score_batch(empty, [], ctx.rank, columns=columns, index_offset=0)
+                flt.engine.score_batch(empty, [], columns)
 
 
 def _wait_for_other_processes(checkpoint: ScoreCheckpoint, world_size: int) -> float:
@@ -523,7 +524,7 @@ class _PerRankScorer:
         self, batch: dict[str, list], indices: list[int], rank: int | None, index_offset: int
     ) -> None:
         flt, writer = self._filter(rank or 0)
-        out = flt._score_batch(batch, indices, rank, columns=self.columns, index_offset=index_offset)
+        out = flt.engine.score_batch(batch, indices, self.columns, index_offset)
         if indices:
             writer(index_offset + indices[0], out)
 
@@ -534,14 +535,15 @@ def _score_with_num_proc(
     """Score `ranges` in this process with `num_proc` `datasets.map` workers, one model per GPU."""
     import multiprocess
 
-    from rap_hf.scoring.filter import _undecoded_images, resolve_columns
+    from rap_hf.columns import resolve_columns
+    from rap_hf.scoring.images import undecoded_images
 
     if not isinstance(model, (str, os.PathLike)):
-        raise ValueError("num_proc needs the model as a name or path: every worker loads its own copy")
+        raise RAPUserError("num_proc needs the model as a name or path: every worker loads its own copy")
     # CUDA cannot be used in a forked child; `datasets` uses multiprocess's default context.
     multiprocess.set_start_method("spawn", force=True)
     columns = resolve_columns(dataset, config)
-    raw = _undecoded_images(dataset, columns["image"])
+    raw = undecoded_images(dataset, columns["image"])
     scorer = _PerRankScorer(model, config, reward_fn, columns, checkpoint, model_kwargs, num_proc)
     for start, end in ranges:
         batches = math.ceil((end - start) / config.batch_size)
@@ -556,40 +558,3 @@ def _score_with_num_proc(
             load_from_cache_file=False,
             desc=f"RAP scoring (num_proc={num_proc})",
         )
-
-
-# ---------------------------------------------------------------------------------------------- launching
-
-
-def launch_scoring(args: Any, config: RAPConfig) -> None:
-    """`rap-hf score --accelerate_config NAME`: run the same scoring under ``accelerate launch``.
-
-    Like TRL's ``--accelerate_config``: NAME is a shipped config (`rap_hf.accelerate_configs`) or a path.
-    The arguments go to the launched processes as a ``--config`` YAML file (without the launch flags), so
-    every process parses exactly what this one did.
-    """
-    import dataclasses
-    import subprocess
-    import tempfile
-
-    import yaml
-    from accelerate.commands.launch import launch_command, launch_command_parser
-
-    from rap_hf.accelerate_configs import resolve_accelerate_config
-
-    values = {**dataclasses.asdict(args), **config.to_dict()}
-    for launch_only in ("accelerate_config", "num_processes"):
-        values.pop(launch_only, None)
-    with tempfile.NamedTemporaryFile("w", prefix="rap-score-", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(values, handle, sort_keys=True)
-    argv = ["--config_file", str(resolve_accelerate_config(args.accelerate_config))]
-    if args.num_processes is not None:
-        argv += ["--num_processes", str(args.num_processes)]
-    argv += ["-m", "rap_hf", "score", "--config", handle.name]
-    logger.info("launching: accelerate launch %s", " ".join(argv))
-    try:
-        launch_command(launch_command_parser().parse_args(argv))
-    except subprocess.CalledProcessError as exc:
-        raise SystemExit(exc.returncode or 1) from None
-    finally:
-        Path(handle.name).unlink(missing_ok=True)

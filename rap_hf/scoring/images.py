@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    import datasets
 
 # PIL refuses images over ~179M pixels as a decompression bomb; we downscale anyway, so allow a larger input
 # but keep a hard ceiling far above any real training image.
@@ -83,3 +86,17 @@ def processor_pixel_budget(processor: Any) -> int | None:
         if max_pixels is None and size.get("longest_edge"):
             max_pixels = int(size["longest_edge"]) ** 2
     return int(max_pixels) if max_pixels else None
+
+
+def undecoded_images(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
+    """Cast an Image (or list-of-Image) column to ``decode=False``, so that decoding happens per row, under
+    our control (`decode_image`), instead of for a whole batch inside `datasets`."""
+    import datasets
+
+    feature = dataset.features[column]
+    if isinstance(feature, datasets.Image) and feature.decode:
+        return dataset.cast_column(column, datasets.Image(decode=False))
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.Image) and inner.decode:
+        return dataset.cast_column(column, datasets.List(datasets.Image(decode=False)))
+    return dataset

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from rap_hf.errors import RAPUserError
+
 logger = logging.getLogger("rap_hf")
 
 
@@ -33,9 +35,9 @@ def load_model_and_processor(
     if isinstance(model, (str, os.PathLike)):
         name = os.fspath(model)
         if os.path.isdir(name) and not os.path.exists(os.path.join(name, "config.json")):
-            raise ValueError(f"model directory {name!r} has no config.json: not a saved transformers model")
+            raise RAPUserError(f"model directory {name!r} has no config.json: not a saved transformers model")
         if not os.path.exists(name) and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-            raise ValueError(f"model path {name!r} does not exist")
+            raise RAPUserError(f"model path {name!r} does not exist")
         kwargs: dict[str, Any] = {
             "revision": revision,
             "trust_remote_code": trust_remote_code,
@@ -46,7 +48,7 @@ def load_model_and_processor(
         try:
             loaded = AutoModelForImageTextToText.from_pretrained(name, **kwargs)
         except Exception as exc:
-            raise ValueError(f"cannot load model {name!r} as AutoModelForImageTextToText: {exc}") from exc
+            raise RAPUserError(f"cannot load model {name!r} as AutoModelForImageTextToText: {exc}") from exc
         if device is not None:
             loaded = loaded.to(device)
         model = loaded
@@ -58,16 +60,16 @@ def load_model_and_processor(
     if processor is None or isinstance(processor, (str, os.PathLike)):
         source = os.fspath(processor) if processor is not None else getattr(model, "name_or_path", None)
         if not source:
-            raise ValueError("pass `processor`: the model has no name_or_path to load one from")
+            raise RAPUserError("pass `processor`: the model has no name_or_path to load one from")
         try:
             processor = AutoProcessor.from_pretrained(
                 source, revision=revision, trust_remote_code=trust_remote_code
             )
         except Exception as exc:
-            raise ValueError(f"cannot load a processor from {source!r}: {exc}") from exc
+            raise RAPUserError(f"cannot load a processor from {source!r}: {exc}") from exc
 
     if not getattr(processor, "chat_template", None):
-        raise ValueError(
+        raise RAPUserError(
             "the processor has no chat template: RAP builds prompts with `processor.apply_chat_template`. "
             "Set `processor.chat_template` first."
         )

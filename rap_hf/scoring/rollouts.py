@@ -1,4 +1,4 @@
-"""Rollout generation: M completions per sample with the image(s) and M without (METHOD.md §1).
+"""Rollout generation: M completions per sample with the image(s) and M without (docs/method.md §1).
 
 Sampling is reproducible per completion, whatever batch or process a sample lands in: every completion has
 its own seed derived from (seed, row index, arm, rollout index), and each decoding step draws Gumbel noise
@@ -106,7 +106,7 @@ def build_messages(
 
     `prompt` is a plain question string or a conversational list of messages (TRL's VLM format, possibly with
     {"type": "image"} placeholders). The text-only arm is the same conversation with the image parts removed
-    (METHOD.md: not a blank image, not a caption). In the multimodal arm, when the conversation has fewer image
+    (docs/method.md: not a blank image, not a caption). In the multimodal arm, when the conversation has fewer image
     placeholders than images, the missing ones are put before the text of the first user message.
     """
     if isinstance(prompt, str):

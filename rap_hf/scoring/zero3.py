@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rap_hf.scoring.engine import error_reason
+
 if TYPE_CHECKING:
-    from rap_hf.scoring.filter import RAPDataFilter
+    from rap_hf.scoring.engine import ScoringEngine
 
 logger = logging.getLogger("rap_hf")
 
@@ -144,7 +146,7 @@ class Lockstep:
     generation with ``synced_gpus=True`` if any process has rows left, a one-row filler generation on a
     process that has none. Then as many attention forward passes on every process as the busiest one needs,
     fillers making up the difference. Idle batches (a process out of rows while others still score) go
-    through the same path with no rows. `RAPDataFilter` calls the hooks; `rap_hf.scoring.distributed` installs it.
+    through the same path with no rows. `ScoringEngine` calls the hooks; `rap_hf.scoring.distributed` installs it.
     """
 
     def __init__(self, filler_image_size: int = 56) -> None:
@@ -156,61 +158,58 @@ class Lockstep:
 
     # ---- generation ----
 
-    def generate_arm(self, flt: RAPDataFilter, rows: list, arm: str) -> None:
-        from rap_hf.scoring.filter import _reason
-
+    def generate_arm(self, engine: ScoringEngine, rows: list, arm: str) -> None:
         ready = []
         for row in rows:
-            error = self._processor_error(flt, row, arm)
+            error = self._processor_error(engine, row, arm)
             if error is None:
                 ready.append(row)
             else:
                 row.error = f"generation failed: {error}"
-        if all_reduce_max(len(ready), flt.model.device) == 0:
+        if all_reduce_max(len(ready), engine.model.device) == 0:
             return
         if ready:
             try:
-                flt._generate_rows(ready, arm, synced_gpus=True)
+                engine.generate(ready, arm, synced_gpus=True)
             except Exception as exc:
                 raise RuntimeError(
-                    f"generation failed under ZeRO-3 lock-step ({_reason(exc)}); the other processes cannot "
+                    f"generation failed under ZeRO-3 lock-step ({error_reason(exc)}); the other processes cannot "
                     "continue. Fix the cause and run the same command again to resume."
                 ) from exc
         else:
-            self._filler_generation(flt, arm)
+            self._filler_generation(engine, arm)
 
     @staticmethod
-    def _processor_error(flt: RAPDataFilter, row: Any, arm: str) -> str | None:
+    def _processor_error(engine: ScoringEngine, row: Any, arm: str) -> str | None:
         """Why the processor rejects this row's prompt (and images), or None; runs no model."""
-        from rap_hf.scoring.filter import _reason
         from rap_hf.scoring.rollouts import ARM_MM
 
         try:
             if arm == ARM_MM:
-                flt.processor(text=[row.mm_prompt], images=row.images, return_tensors="pt")
+                engine.processor(text=[row.mm_prompt], images=row.images, return_tensors="pt")
             else:
-                flt.processor(text=[row.text_prompt], return_tensors="pt")
+                engine.processor(text=[row.text_prompt], return_tensors="pt")
         except Exception as exc:
-            return _reason(exc)
+            return error_reason(exc)
         return None
 
-    def _filler_prompt(self, flt: RAPDataFilter, with_image: bool) -> tuple[str, list | None]:
+    def _filler_prompt(self, engine: ScoringEngine, with_image: bool) -> tuple[str, list | None]:
         from PIL import Image
 
         from rap_hf.scoring.rollouts import build_messages, render_prompt
 
         images = [Image.new("RGB", (self.filler_image_size,) * 2, (255, 255, 255))] if with_image else None
         messages = build_messages("0", 1 if with_image else 0, with_images=with_image)
-        return render_prompt(flt.processor, messages), images
+        return render_prompt(engine.processor, messages), images
 
-    def _filler_generation(self, flt: RAPDataFilter, arm: str) -> None:
+    def _filler_generation(self, engine: ScoringEngine, arm: str) -> None:
         from rap_hf.scoring.rollouts import ARM_MM, generate_rollouts
 
-        cfg = flt.config
-        prompt, images = self._filler_prompt(flt, arm == ARM_MM)
+        cfg = engine.config
+        prompt, images = self._filler_prompt(engine, arm == ARM_MM)
         generate_rollouts(
-            flt.model,
-            flt.processor,
+            engine.model,
+            engine.processor,
             [prompt],
             [images] if images else None,
             [[0]],
@@ -223,22 +222,22 @@ class Lockstep:
 
     # ---- attention passes ----
 
-    def begin_attention_passes(self, flt: RAPDataFilter, rows: list) -> None:
+    def begin_attention_passes(self, engine: ScoringEngine, rows: list) -> None:
         needed = 0
-        if flt.config.compute_ace:
-            needed = sum(1 for r in rows if r.error is None and flt._ace_response(r))
+        if engine.config.compute_ace:
+            needed = sum(1 for r in rows if r.error is None and engine.ace_response(r))
         self.forwards_done = 0
-        self._forwards_expected = all_reduce_max(needed, flt.model.device)
+        self._forwards_expected = all_reduce_max(needed, engine.model.device)
 
     @torch.inference_mode()
-    def end_attention_passes(self, flt: RAPDataFilter) -> None:
+    def end_attention_passes(self, engine: ScoringEngine) -> None:
         missing = self._forwards_expected - self.forwards_done
         if missing <= 0:
             return
-        prompt, images = self._filler_prompt(flt, with_image=True)
-        inputs = flt.processor(text=[prompt], images=images, return_tensors="pt").to(flt.model.device)
-        kwargs = {"logits_to_keep": 1} if flt._accepts_logits_to_keep else {}
+        prompt, images = self._filler_prompt(engine, with_image=True)
+        inputs = engine.processor(text=[prompt], images=images, return_tensors="pt").to(engine.model.device)
+        kwargs = engine.attention_forward_kwargs()
         for _ in range(missing):
-            flt.model(**inputs, use_cache=False, **kwargs)
+            engine.model(**inputs, use_cache=False, **kwargs)
             self.filler_forwards += 1
         self.forwards_done = self._forwards_expected

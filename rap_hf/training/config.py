@@ -9,34 +9,30 @@ from typing import Any, Literal
 
 from trl import GRPOConfig
 
-from rap_hf.config import RAPConfig
+from rap_hf.config import RAPSelectionConfig
 
 TRAIN_ON_CHOICES = ("selected", "all", "as_is")
 
-# The selection fields of RAPConfig mirrored here as rap_<name>, with RAPConfig's defaults (read from it, so the
-# two cannot drift apart).
-SELECTION_FIELDS = (
-    "lambda_c",
-    "lambda_a",
-    "ace_mode",
-    "use_drm",
-    "drm_k",
-    "drm_ratio",
-    "target_ratio",
-    "target_size",
-)
+
+def _selection_mirror() -> type:
+    """A dataclass with one ``rap_<name>`` field per `RAPSelectionConfig` field: same type, default and help
+    (read from it, so the two cannot drift apart, and no field list is written out here)."""
+    mirrored = []
+    for f in dataclasses.fields(RAPSelectionConfig):
+        help_text = f"Selection (see RAPSelectionConfig.{f.name}): {f.metadata['help']}"
+        mirrored.append((f"rap_{f.name}", f.type, field(default=f.default, metadata={"help": help_text})))
+    mirror = dataclasses.make_dataclass("RAPSelectionFields", mirrored)
+    # The field types are strings (postponed annotations of rap_hf.config): resolve them in that module, as
+    # HfArgumentParser does through typing.get_type_hints.
+    mirror.__module__ = RAPSelectionConfig.__module__
+    return mirror
 
 
-def _rap_default(name: str) -> Any:
-    return RAPConfig.__dataclass_fields__[name].default
-
-
-def _rap_help(name: str) -> str:
-    return "Selection (see RAPConfig." + name + "): " + RAPConfig.__dataclass_fields__[name].metadata["help"]
+RAPSelectionFields = _selection_mirror()
 
 
 @dataclass
-class RAPGRPOConfig(GRPOConfig):
+class RAPGRPOConfig(GRPOConfig, RAPSelectionFields):
     """Configuration of `RAPGRPOTrainer`: every `GRPOConfig` field, plus the ``rap_*`` fields below.
 
     Which rows are trained on (``rap_train_on``):
@@ -63,22 +59,6 @@ class RAPGRPOConfig(GRPOConfig):
             "columns but no rap_stage), 'all' (every row: the full-data baseline), 'as_is' (every row, no column "
             "read: for an already selected dataset)."
         },
-    )
-    rap_lambda_c: float = field(default=_rap_default("lambda_c"), metadata={"help": _rap_help("lambda_c")})
-    rap_lambda_a: float = field(default=_rap_default("lambda_a"), metadata={"help": _rap_help("lambda_a")})
-    rap_ace_mode: Literal["paper", "normalized"] = field(
-        default=_rap_default("ace_mode"), metadata={"help": _rap_help("ace_mode")}
-    )
-    rap_use_drm: bool = field(default=_rap_default("use_drm"), metadata={"help": _rap_help("use_drm")})
-    rap_drm_k: int | None = field(default=_rap_default("drm_k"), metadata={"help": _rap_help("drm_k")})
-    rap_drm_ratio: float | None = field(
-        default=_rap_default("drm_ratio"), metadata={"help": _rap_help("drm_ratio")}
-    )
-    rap_target_ratio: float | None = field(
-        default=_rap_default("target_ratio"), metadata={"help": _rap_help("target_ratio")}
-    )
-    rap_target_size: int | None = field(
-        default=_rap_default("target_size"), metadata={"help": _rap_help("target_size")}
     )
     rap_online: bool = field(
         default=False,
@@ -141,9 +121,11 @@ class RAPGRPOConfig(GRPOConfig):
             raise ValueError(f"rap_retire_after must be an integer >= 1, got {self.rap_retire_after!r}")
         self.rap_selection_config()  # validates the selection fields now, not after the model is loaded
 
-    def rap_selection_config(self) -> RAPConfig:
-        """The `RAPConfig` whose selection fields are this config's ``rap_*`` selection fields."""
-        return RAPConfig(**{name: getattr(self, f"rap_{name}") for name in SELECTION_FIELDS})
+    def rap_selection_config(self) -> RAPSelectionConfig:
+        """The `RAPSelectionConfig` made of this config's ``rap_*`` selection fields."""
+        return RAPSelectionConfig(
+            **{name: getattr(self, f"rap_{name}") for name in RAPSelectionConfig.field_names()}
+        )
 
 
 def explicit_values(config: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from rap_hf.dataset_loading import load_any_dataset
+from rap_hf.errors import RAPUserError
 from rap_hf.training.config import RAPGRPOConfig
 
 logger = logging.getLogger("rap_hf")
@@ -112,11 +113,11 @@ def main(script_args: RAPScriptArguments, training_args: RAPGRPOConfig, model_ar
     from rap_hf.training.trainer import RAPGRPOTrainer
 
     if not script_args.dataset_name:
-        raise ValueError("set dataset_name (a path, builtin:NAME, or a Hub id)")
+        raise RAPUserError("set dataset_name (a path, builtin:NAME, or a Hub id)")
     if not model_args.model_name_or_path:
-        raise ValueError("set model_name_or_path (a Hub id, a local path, or tiny:FAMILY)")
+        raise RAPUserError("set model_name_or_path (a Hub id, a local path, or tiny:FAMILY)")
     if script_args.dataset_streaming:
-        raise ValueError("dataset_streaming is not supported: RAP selects among indexable rows")
+        raise RAPUserError("dataset_streaming is not supported: RAP selects among indexable rows")
 
     model_init_kwargs = {
         "revision": model_args.model_revision,

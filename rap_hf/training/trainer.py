@@ -40,6 +40,7 @@ from rap_hf.selection import ERROR, SELECTED_COLUMN, STAGE_COLUMN, select_cognit
 from rap_hf.training.config import RAPGRPOConfig
 from rap_hf.training.online import OnlineSelector, build_reserve
 from rap_hf.training.sampler import OnlineRepeatSampler
+from rap_hf.training.trl_hooks import check_trl_hooks
 
 logger = logging.getLogger("rap_hf")
 
@@ -242,6 +243,7 @@ class RAPGRPOTrainer(GRPOTrainer):
         eval_dataset: Any = None,
         **kwargs: Any,
     ) -> None:
+        check_trl_hooks()  # the overrides below rely on TRL's private hooks: fail clearly if they changed
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
             args = RAPGRPOConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-RAP-GRPO")
@@ -301,6 +303,7 @@ class RAPGRPOTrainer(GRPOTrainer):
             )
         return self.reward_func_names.index(name)
 
+    # The private TRL hooks below are overridden on purpose; `trl_hooks.check_trl_hooks` guards their signatures.
     def _set_signature_columns_if_needed(self) -> None:
         # With remove_unused_columns=True TRL keeps only the prompt/image columns; the default reward reads
         # `solution` and online RAP reads the pool index, so those must survive too.

@@ -1,0 +1,334 @@
+"""`ScoringEngine`: RAP's batch scorer, the one public place where the model is run to compute score columns.
+
+For a batch of rows: decode images and build both prompts row by row (a bad row gets `rap_error`, the rest go
+on), generate M multimodal and M text-only rollouts in one batched call per arm, reward them, then run one
+forward pass per row over a multimodal rollout to capture the final-layer attention for ACE
+(`final_layer_attention`, also what the explorer's attention view runs).
+
+`RAPDataFilter` drives it through `datasets.map`; `rap_hf.scoring.distributed` and `rap_hf.scoring.zero3` call
+the same public methods (`score_batch`, `generate`, `ace_response`, `attention_forward_kwargs`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rap_hf.columns import NUMERIC_SCORE_COLUMNS, score_features
+from rap_hf.config import RAPScoringConfig
+from rap_hf.estimators import ace_normalized, ace_paper, cde_score
+from rap_hf.rewards import compute_rewards, normalize_solution
+from rap_hf.scoring.attention import capture_final_layer_attention
+from rap_hf.scoring.images import ImageError, decode_image, normalize_image, processor_pixel_budget
+from rap_hf.scoring.rollouts import (
+    ARM_MM,
+    ARM_TEXT,
+    build_messages,
+    completion_seed,
+    generate_rollouts,
+    render_prompt,
+)
+
+logger = logging.getLogger("rap_hf")
+
+
+@dataclass
+class ScoringStats:
+    """Counters accumulated while scoring (in the scoring process)."""
+
+    rows: int = 0
+    errors: int = 0
+    generated_tokens: int = 0
+    seconds_generation: float = 0.0
+    seconds_attention: float = 0.0
+    seconds_rewards: float = 0.0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+    # The same generation counters split by arm ("mm" with the image, "text" without): where the cost goes.
+    seconds_generation_by_arm: dict[str, float] = field(default_factory=dict)
+    generated_tokens_by_arm: dict[str, int] = field(default_factory=dict)
+
+    def add_generation(self, arm: str, seconds: float) -> None:
+        self.seconds_generation += seconds
+        self.seconds_generation_by_arm[arm] = self.seconds_generation_by_arm.get(arm, 0.0) + seconds
+
+
+@dataclass
+class ScoringRow:
+    """One row on its way through the engine: its inputs, then its rollouts and rewards per arm."""
+
+    index: int
+    images: list
+    mm_prompt: str
+    text_prompt: str
+    solution: str
+    error: str | None = None
+    completions: dict[str, list[str]] = field(default_factory=dict)
+    completion_ids: dict[str, list[list[int]]] = field(default_factory=dict)
+    rewards: dict[str, list[float]] = field(default_factory=dict)
+
+
+def error_reason(exc: BaseException) -> str:
+    """A one-line reason for a row's `rap_error`: the message of an error about the data, else type + message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (ValueError, ImageError)) and text:
+        return text[:300]
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def accepts_logits_to_keep(model: Any) -> bool:
+    """Whether `model.forward` takes ``logits_to_keep`` (not every family does)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+@torch.inference_mode()
+def final_layer_attention(
+    model: Any, processor: Any, prompt_text: str, images: list, response_ids: list[int]
+) -> torch.Tensor:
+    """One forward pass over the multimodal prompt followed by `response_ids`, capturing the final decoder
+    layer's attention over the response block: a head-averaged (L, L) float32 tensor on the CPU.
+
+    This is the pass ACE reads; only the final layer's probabilities, only the response rows, are kept.
+    """
+    device = model.device
+    inputs = processor(text=[prompt_text], images=list(images) or None, return_tensors="pt").to(device)
+    prompt_length = inputs["input_ids"].shape[1]
+    response = torch.tensor([response_ids], dtype=inputs["input_ids"].dtype, device=device)
+    for key, value in list(inputs.items()):
+        if key == "input_ids":
+            inputs[key] = torch.cat([value, response], dim=1)
+        elif isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[1] == prompt_length:
+            # Per-token side inputs (attention_mask, mm_token_type_ids, ...): response tokens are attended-to
+            # text tokens.
+            fill = 1 if key == "attention_mask" else 0
+            inputs[key] = torch.cat([value, torch.full_like(response, fill, dtype=value.dtype)], dim=1)
+    # The pass is for attention: the logits of one position are enough.
+    kwargs = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
+    with capture_final_layer_attention(model, num_rows=len(response_ids)) as recorder:
+        model(**inputs, use_cache=False, **kwargs)
+    if recorder.result is None:
+        raise RuntimeError("the final attention layer was not called")
+    return recorder.result
+
+
+class ScoringEngine:
+    """Scores batches of rows with a loaded model: rollouts in both arms, rewards, the ACE attention pass.
+
+    Args:
+        model, processor: a loaded VLM and its processor (see `rap_hf.scoring.loading`).
+        config: the scoring configuration (a `RAPScoringConfig` or a whole `RAPConfig`).
+        reward_fn: a resolved TRL-style reward function (`rap_hf.rewards.resolve_reward_fn`).
+
+    `lockstep` is set by `rap_hf.scoring.distributed` under ZeRO-3 with sharded parameters: every process must
+    then make the same sequence of model calls (see `rap_hf.scoring.zero3.Lockstep`). None: calls follow the
+    data.
+    """
+
+    def __init__(self, model: Any, processor: Any, config: RAPScoringConfig, reward_fn: Any) -> None:
+        self.model = model
+        self.processor = processor
+        self.config = config
+        self.reward_fn = reward_fn
+        self.max_image_pixels = config.max_image_pixels or processor_pixel_budget(processor)
+        self.stats = ScoringStats()
+        self.lockstep: Any = None
+
+    # ------------------------------------------------------------------------------------------ batches
+
+    def score_batch(
+        self, batch: dict[str, list], indices: list[int], columns: dict[str, str], index_offset: int = 0
+    ) -> dict[str, list]:
+        """Score columns (`rap_hf.columns.score_features`) for the rows of `batch`, a `datasets` batch.
+
+        `indices` are the rows' positions in the dataset being mapped and `index_offset` is added to them to
+        get the global row index each completion is seeded by. `columns` maps the roles prompt/image/answer to
+        column names (`rap_hf.columns.resolve_columns`). A row that cannot be scored gets its reason in
+        `rap_error` and NaN scores; the others are unaffected.
+        """
+        rows = [self.prepare_row(batch, i, index_offset + idx, columns) for i, idx in enumerate(indices)]
+        valid = [r for r in rows if r.error is None]
+        for arm in (ARM_MM, ARM_TEXT):
+            self.generate_arm(valid, arm)
+        valid = [r for r in rows if r.error is None]
+        self.reward(valid)
+        if self.lockstep is not None:
+            self.lockstep.begin_attention_passes(self, rows)
+        out: dict[str, list] = {name: [] for name in score_features(self.config.keep_completions)}
+        for row in rows:
+            scores = self.row_scores(row) if row.error is None else None
+            if scores is None:
+                scores = self._error_scores(row)
+            for name in out:
+                out[name].append(scores[name])
+            self.stats.rows += 1
+        if self.lockstep is not None:
+            self.lockstep.end_attention_passes(self)
+        return out
+
+    def _error_scores(self, row: ScoringRow) -> dict[str, Any]:
+        self.stats.errors += 1
+        reason = row.error.split(":")[0]
+        self.stats.error_reasons[reason] = self.stats.error_reasons.get(reason, 0) + 1
+        scores: dict[str, Any] = {name: math.nan for name in NUMERIC_SCORE_COLUMNS}
+        if self.config.keep_completions:
+            scores["rap_completions_mm"] = row.completions.get(ARM_MM, [])
+            scores["rap_completions_text"] = row.completions.get(ARM_TEXT, [])
+        scores["rap_error"] = row.error
+        return scores
+
+    # ------------------------------------------------------------------------------------------ rows
+
+    def prepare_row(self, batch: dict[str, list], i: int, index: int, columns: dict[str, str]) -> ScoringRow:
+        """Decode row `i` of `batch` and render both prompts; a failure is recorded in the row's `error`."""
+        row = ScoringRow(index=index, images=[], mm_prompt="", text_prompt="", solution="")
+        try:
+            value = batch[columns["image"]][i]
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if not values or all(v is None for v in values):
+                raise ImageError("missing image")
+            row.images = [normalize_image(decode_image(v), self.max_image_pixels) for v in values]
+            solution = normalize_solution(batch[columns["answer"]][i])
+            if solution is None:
+                raise ValueError("missing or empty answer")
+            row.solution = solution
+            prompt = batch[columns["prompt"]][i]
+            system = self.config.system_prompt
+            row.mm_prompt = render_prompt(
+                self.processor,
+                build_messages(prompt, len(row.images), with_images=True, system_prompt=system),
+            )
+            row.text_prompt = render_prompt(
+                self.processor, build_messages(prompt, 0, with_images=False, system_prompt=system)
+            )
+        except Exception as exc:  # each row fails alone; the reason is kept with the row
+            row.error = error_reason(exc)
+        return row
+
+    def generate_arm(self, rows: list[ScoringRow], arm: str) -> None:
+        """Generate the rollouts of one arm for `rows`, batched; on a batch failure, retry row by row so one
+        bad row only fails itself."""
+        if self.lockstep is not None:
+            start = time.perf_counter()
+            self.lockstep.generate_arm(self, rows, arm)
+            self.stats.add_generation(arm, time.perf_counter() - start)
+            return
+        if not rows:
+            return
+        start = time.perf_counter()
+        try:
+            self.generate(rows, arm)
+        except Exception as exc:
+            if len(rows) == 1:
+                rows[0].error = f"generation failed: {error_reason(exc)}"
+            else:
+                # One row can break a whole batch (e.g. an image the processor rejects): retry row by row.
+                logger.warning(
+                    "batched %s generation failed (%s); retrying row by row", arm, error_reason(exc)
+                )
+                for row in rows:
+                    try:
+                        self.generate([row], arm)
+                    except Exception as row_exc:
+                        row.error = f"generation failed: {error_reason(row_exc)}"
+        self.stats.add_generation(arm, time.perf_counter() - start)
+
+    def generate(self, rows: list[ScoringRow], arm: str, synced_gpus: bool | None = None) -> None:
+        """One batched generation of `arm` for `rows` (raises on failure), each completion seeded by
+        (seed, row index, arm, rollout)."""
+        cfg = self.config
+        rollouts = generate_rollouts(
+            self.model,
+            self.processor,
+            [r.mm_prompt if arm == ARM_MM else r.text_prompt for r in rows],
+            [r.images for r in rows] if arm == ARM_MM else None,
+            [[completion_seed(cfg.seed, r.index, arm, k) for k in range(cfg.num_rollouts)] for r in rows],
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            synced_gpus=synced_gpus,
+        )
+        self.stats.generated_tokens += rollouts.num_generated_tokens
+        by_arm = self.stats.generated_tokens_by_arm
+        by_arm[arm] = by_arm.get(arm, 0) + rollouts.num_generated_tokens
+        for row, texts, ids in zip(rows, rollouts.texts, rollouts.token_ids, strict=True):
+            row.completions[arm] = texts
+            row.completion_ids[arm] = ids
+
+    def reward(self, rows: list[ScoringRow]) -> None:
+        """Reward every completion of both arms against the row's solution (one call per arm)."""
+        start = time.perf_counter()
+        for arm in (ARM_MM, ARM_TEXT):
+            completions = [c for r in rows for c in r.completions[arm]]
+            solutions = [r.solution for r in rows for _ in r.completions[arm]]
+            if not completions:
+                continue
+            try:
+                rewards = compute_rewards(self.reward_fn, completions, solutions)
+            except Exception as exc:
+                for row in rows:
+                    row.error = f"reward function failed: {error_reason(exc)}"
+                return
+            start_row = 0
+            for row in rows:
+                n = len(row.completions[arm])
+                row.rewards[arm] = rewards[start_row : start_row + n]
+                start_row += n
+        self.stats.seconds_rewards += time.perf_counter() - start
+
+    def row_scores(self, row: ScoringRow) -> dict[str, Any] | None:
+        """The score columns of a generated and rewarded row; None (with `row.error` set) if ACE fails."""
+        acc_mm = sum(row.rewards[ARM_MM]) / len(row.rewards[ARM_MM])
+        acc_text = sum(row.rewards[ARM_TEXT]) / len(row.rewards[ARM_TEXT])
+        ace, ace_norm = math.nan, math.nan
+        if self.config.compute_ace:
+            try:
+                ace, ace_norm = self.ace_scores(row)
+            except Exception as exc:
+                row.error = f"attention pass failed: {error_reason(exc)}"
+                return None
+        scores: dict[str, Any] = {
+            "rap_acc_mm": acc_mm,
+            "rap_acc_text": acc_text,
+            "rap_cde": cde_score(acc_mm, acc_text),
+            "rap_ace": ace,
+            "rap_ace_norm": ace_norm,
+            "rap_difficulty": 1.0 - acc_mm,
+            "rap_error": None,
+        }
+        if self.config.keep_completions:
+            scores["rap_completions_mm"] = row.completions[ARM_MM]
+            scores["rap_completions_text"] = row.completions[ARM_TEXT]
+        return scores
+
+    # ------------------------------------------------------------------------------------------ ACE
+
+    def ace_scores(self, row: ScoringRow) -> tuple[float, float]:
+        """(paper ACE, normalised ACE) of the rollout `ace_response` picks; NaN for an empty response."""
+        start = time.perf_counter()
+        response = self.ace_response(row)
+        if not response:
+            return math.nan, math.nan
+        if self.lockstep is not None:
+            self.lockstep.forwards_done += 1
+        attn = final_layer_attention(self.model, self.processor, row.mm_prompt, row.images, response)
+        self.stats.seconds_attention += time.perf_counter() - start
+        sigma, span = self.config.sigma, self.config.ace_min_span
+        return ace_paper(attn, sigma, span), ace_normalized(attn, sigma, span)
+
+    @staticmethod
+    def ace_response(row: ScoringRow) -> list[int]:
+        """Token ids of the rollout ACE reads: the first correct multimodal one if any, else the first (our
+        reading)."""
+        rewards = row.rewards[ARM_MM]
+        chosen = next((k for k, r in enumerate(rewards) if r > 0), 0)
+        return row.completion_ids[ARM_MM][chosen]
+
+    def attention_forward_kwargs(self) -> dict[str, Any]:
+        """Extra keyword arguments of an attention-only forward pass (one position of logits, when the model
+        accepts it): for callers that must mirror the ACE pass's call, such as ZeRO-3's filler passes."""
+        return {"logits_to_keep": 1} if accepts_logits_to_keep(self.model) else {}
