@@ -2,9 +2,10 @@
 
     python benchmarks/explorer_timing.py --rows 10000 [--browser]
 
-The dataset is synthetic (`rap_hf.explorer.synthetic_scored_dataset`: plausible score columns, 5 rollouts per
-arm, small PNG images), written to parquet and opened like `rap-hf explore PATH` opens one. Server side, each
-step is timed in wall-clock and CPU seconds (CPU time does not grow when other processes share the machine).
+The dataset is synthetic (`rap_hf.explorer.synthetic.synthetic_scored_dataset`: plausible score columns,
+5 rollouts per arm, small PNG images), written to parquet and opened like `rap-hf explore PATH` opens one.
+Server side, each step is timed in wall-clock and CPU seconds (CPU time does not grow when other processes
+share the machine).
 With --browser, headless Chromium (Debian's /usr/bin/chromium through Playwright) measures what a visitor
 waits for: page load until the counts and the four plots are shown, and one slider move until the new count
 and then the new plots are shown.
@@ -22,16 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rap_hf.explorer import (
-    ExplorerData,
-    config_from_controls,
-    overview_images,
-    read_parquet_dataset,
-    run_selection,
-    sample_table,
-    selection_summary,
-    synthetic_scored_dataset,
-)
+from rap_hf.explorer.data import ExplorerData, read_parquet_dataset
+from rap_hf.explorer.overview import overview_images
+from rap_hf.explorer.render import selection_summary
+from rap_hf.explorer.reselection import config_from_controls, run_selection
+from rap_hf.explorer.samples import sample_table
+from rap_hf.explorer.synthetic import synthetic_scored_dataset
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -799,10 +799,14 @@ def test_cli_push(hub, scored, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "load_dataset('rap-org/cli', 'selected')" in out and WRITE_TOKEN not in out
 
+    # a HubPushError is a RAPUserError: one line on stderr, exit status 2, no traceback
     monkeypatch.delenv("HF_TOKEN")
-    with pytest.raises(SystemExit) as failure:
-        main(["push", "--scores", str(folder), "--repo-id", f"{ORG}/cli2"])
-    assert "no Hugging Face token found" in str(failure.value.code)
+    assert main(["push", "--scores", str(folder), "--repo-id", f"{ORG}/cli2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1].startswith("error: push to 'rap-org/cli2' failed")
+        and "no Hugging Face token found" in err[-1]
+    )
 
 
 def test_hub_scripts(hub, scored, tmp_path, monkeypatch, capsys):
@@ -842,6 +846,42 @@ def test_hub_scripts(hub, scored, tmp_path, monkeypatch, capsys):
     assert len(datasets.load_from_disk(str(output))) == sum(
         select_cognitive_samples(scored["train"])["rap_selected"]
     )
+
+
+def test_public_names_and_error_type():
+    """`rap_hf.hub` re-exports the API of its modules; a push failure is a user error (one CLI line)."""
+    import rap_hf.hub as hub_package
+    from rap_hf.errors import RAPUserError
+    from rap_hf.hub import errors, load, push
+
+    assert hub_package.push_rap_dataset is push.push_rap_dataset
+    assert hub_package.load_selected is load.load_selected and hub_package.HubPushError is errors.HubPushError
+    assert all(getattr(hub_package, name) is not None for name in hub_package.__all__)
+    assert issubclass(HubPushError, RAPUserError) and issubclass(HubPushError, RuntimeError)
+    error = HubPushError("boom", cause="network", step="pushing")
+    assert (str(error), error.cause, error.step, error.status_code) == ("boom", "network", "pushing", None)
+
+
+def test_card_without_hub(scored):
+    """The card is rendered from its template: no recorded config or scoring, an empty split left out."""
+    from rap_hf.hub.card import DATASET_CARD_TEMPLATE, build_dataset_card
+
+    assert DATASET_CARD_TEMPLATE.is_file()
+    annotated = select_cognitive_samples(
+        datasets.DatasetDict({"train": make_scored(), "validation": make_scored([_ROWS[4], _ROWS[6]])})
+    )
+    card = build_dataset_card(annotated, f"{ORG}/plain", config=None, revision="v1")
+    text = str(card)
+    assert text.startswith("---\n") and text.endswith("}\n```\n")
+    assert card.text.startswith("\n# plain: RAP scores and selected subset\n")
+    assert card.data.pretty_name == "plain (RAP selection)" and "rap" in card.data.tags
+    assert (
+        "Scoring metadata was not recorded" in text and "The selection configuration was not recorded" in text
+    )
+    assert "No row of `validation` is selected, so `selected` has no such split." in text
+    assert f'load_selected("{ORG}/plain", split="train", revision="v1")' in text
+    assert "![" not in text and "{{" not in text and "{%" not in text
+    assert _stage_total(text, "error") == 1
 
 
 def test_plots(tmp_path, scored):

@@ -16,38 +16,31 @@ import pytest
 from datasets import Dataset
 from PIL import Image
 
-from rap_hf.config import RAPConfig
-from rap_hf.explorer import (
+from rap_hf.config import RAPConfig, RAPScoringConfig, RAPSelectionConfig
+from rap_hf.explorer.assets import (
     ASSET_FILENAME,
     ASSET_METADATA,
-    STAGE_FILTERS,
+    build_explorer_assets,
+    default_explorer_data,
+    explorer_asset_path,
+)
+from rap_hf.explorer.attention_view import attention_heatmap
+from rap_hf.explorer.data import (
     ExplorerData,
     ExplorerDataError,
-    ExplorerModel,
-    ExplorerStore,
-    ace_rollout_index,
-    attention_heatmap,
-    build_explorer_assets,
-    config_from_controls,
-    default_explorer_data,
-    explain_stage,
-    explorer_asset_path,
     is_hub_repo_id,
     load_explorer_data,
-    mark_rollouts,
-    model_unavailable_reason,
-    new_sample_report,
-    overview_images,
-    push_selection,
     read_parquet_dataset,
-    rollouts_markdown,
-    run_selection,
-    sample_table,
-    sample_view,
-    selection_summary,
-    synthetic_scored_dataset,
-    write_selection_parquet,
 )
+from rap_hf.explorer.export import push_selection, write_selection_parquet
+from rap_hf.explorer.model import ExplorerModel, model_unavailable_reason
+from rap_hf.explorer.overview import overview_images
+from rap_hf.explorer.render import explain_stage, new_sample_report, rollouts_markdown, selection_summary
+from rap_hf.explorer.reselection import config_from_controls, run_selection
+from rap_hf.explorer.rollouts import ace_rollout_index, mark_rollouts
+from rap_hf.explorer.samples import STAGE_FILTERS, sample_table, sample_view
+from rap_hf.explorer.store import ExplorerStore
+from rap_hf.explorer.synthetic import synthetic_scored_dataset
 from rap_hf.selection import SELECTED_STAGES, STAGES, select_cognitive_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +154,7 @@ def test_parquet_round_trip_keeps_image_feature(parquet_path):
 
 def test_config_from_controls():
     config = config_from_controls(*PAPER_CONTROLS)
+    assert type(config) is RAPSelectionConfig
     assert config.lambda_a == pytest.approx(0.1) and config.ace_mode == "paper"
     assert config.drm_k is None and config.drm_ratio is None and config.target_ratio is None
     config = config_from_controls(0.25, "normalized", -1.0, -0.5, True, "k", 3, 0.5, 0.2)
@@ -330,8 +324,8 @@ def test_model_unavailable_reasons(tmp_path):
 
 @pytest.mark.slow
 def test_build_assets_then_attention_and_new_sample(tiny_model_dir, tmp_path):
-    config = RAPConfig(num_rollouts=2, max_new_tokens=8, batch_size=4)
-    path = build_explorer_assets(tmp_path, num_rows=3, model=tiny_model_dir, config=config)
+    scoring = RAPScoringConfig(num_rollouts=2, max_new_tokens=8, batch_size=4)
+    path = build_explorer_assets(tmp_path, num_rows=3, model=tiny_model_dir, config=scoring)
     assert path.name == ASSET_FILENAME and (tmp_path / ASSET_METADATA).exists()
     opened = default_explorer_data(asset=path)
     assert "with 2 rollouts per arm" in opened.notes[0]
@@ -339,10 +333,10 @@ def test_build_assets_then_attention_and_new_sample(tiny_model_dir, tmp_path):
     assert "reference_completion" not in opened.dataset.column_names
     assert isinstance(opened.dataset[0]["image"], Image.Image)
 
-    runner = ExplorerModel(str(tiny_model_dir), scoring=config)
+    runner = ExplorerModel(str(tiny_model_dir), scoring=scoring)
     assert runner.available
     # A row with a (random-model) rollout: attention over its response tokens, lower triangular.
-    view = runner.attention_for_row(opened, 0, RAPConfig())
+    view = runner.attention_for_row(opened, 0, RAPSelectionConfig())
     length = len(view.tokens)
     assert view.attention.shape == (length, length) and length >= 1
     assert np.allclose(np.triu(view.attention, 1), 0, atol=1e-6)
@@ -522,16 +516,14 @@ def _selected_count(text: str) -> int:
 
 def test_rap_hf_explore_command(monkeypatch):
     pytest.importorskip("gradio")
-    from rap_hf.cli import COMMANDS, _parse
+    from rap_hf.cli import run_command
 
-    _, types, runner = COMMANDS["explore"]
-    (args,) = _parse(types, ["--dataset", "scores/", "--model", "none", "--port", "7999"], "rap-hf explore")
     seen = {}
     monkeypatch.setattr(
         "rap_hf.explorer.app.launch_explorer",
         lambda dataset, **kwargs: seen.update(dataset=dataset, **kwargs),
     )
-    runner(args)
+    run_command("explore", ["--dataset", "scores/", "--model", "none", "--port", "7999"])
     assert seen == {
         "dataset": "scores/",
         "split": "train",

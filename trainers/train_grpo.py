@@ -4,7 +4,7 @@
     accelerate launch --config_file accelerate_config.yaml trainers/train_grpo.py --config my_recipe.yaml
 
 Every flag of RAPScriptArguments, RAPGRPOConfig and TRL's ModelConfig works on the command line or in the
-YAML (see rap_hf/grpo/script.py and docs/training.md). `rap-hf train` launches the same code from an
+YAML (see rap_hf/training/script.py and docs/training.md). `rap-hf train` launches the same code from an
 installed package (`accelerate launch -m rap_hf.training.script`).
 """
 

@@ -1,79 +1,71 @@
-"""`rap-hf train`: validate the training arguments here, then run `rap_hf.training.script` with ``accelerate launch``.
+"""The one ``accelerate launch`` wrapper of the command line, used by ``rap-hf score`` and ``rap-hf train``.
 
-The arguments are parsed once in the launching process (so a typo fails in a second, not after 8 processes
-have loaded a 7B model). What the user set (command line and ``--config`` YAML, not the values GRPOConfig
-derives from the number of processes) is written to ``<output_dir>/rap_train_config.yaml``, and every launched
-process parses that file again with its own number of processes. The file doubles as the run's record.
+The launching process parses and checks the arguments once (so a typo fails in a second, not after 8
+processes have loaded a 7B model), writes them to a YAML file, and runs::
 
-Nothing heavy is imported at module level: ``rap_hf.cli`` imports `TrainArgumentTypes` at start-up.
+    accelerate launch [--config_file CONFIG] [--num_processes N] [...] -m MODULE [ARGS] --config FILE.yaml
+
+Every launched process parses that file again, with its own number of processes. ``CONFIG`` is a shipped
+accelerate config by short name (``single_gpu``, ``multi_gpu``, ``zero2``, ``zero3``; see
+`rap_hf.accelerate_configs`) or a path, like TRL's ``--accelerate_config``.
+
+Nothing heavy is imported at module level.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("rap_hf")
-
-LAUNCH_CONFIG_FILE = "rap_train_config.yaml"
-SCRIPT_MODULE = "rap_hf.training.script"
+from rap_hf.errors import RAPUserError
 
 
-class TrainArgumentTypes:
-    """The dataclass types ``rap-hf train`` parses: ``*leading`` (its own launch arguments), then the training
-    script's (`RAPScriptArguments`, `RAPGRPOConfig`, TRL's `ModelConfig`).
-
-    An iterable rather than a tuple so TRL and transformers (seconds to import) load only when ``rap-hf
-    train`` actually runs, not on every ``rap-hf`` command.
-    """
-
-    def __init__(self, *leading: type) -> None:
-        self.leading = leading
-
-    def __iter__(self) -> Iterator[type]:
-        from trl import ModelConfig
-
-        from rap_hf.training.config import RAPGRPOConfig
-        from rap_hf.training.script import RAPScriptArguments
-
-        return iter((*self.leading, RAPScriptArguments, RAPGRPOConfig, ModelConfig))
-
-
-def _plain(value: Any) -> Any:
+def yaml_safe(value: Any) -> Any:
     """A YAML-safe copy of a parsed argument value (enums by value, tuples as lists, paths as strings)."""
     if isinstance(value, enum.Enum):
-        return _plain(value.value)
+        return yaml_safe(value.value)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): yaml_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [yaml_safe(v) for v in value]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
 
 
-def write_launch_config(path: str | os.PathLike[str], *configs: Any) -> Path:
-    """Write the explicitly set fields of ``configs`` (dataclass instances) to one YAML file for `TrlParser`."""
+def write_args_yaml(path: str | os.PathLike[str], values: Mapping[str, Any], header: str = "") -> Path:
+    """Write ``values`` (argument name -> value) to ``path`` as a YAML ``--config`` file for `TrlParser`.
+
+    Args:
+        path: the file to write (its folder is created).
+        values: the arguments; converted with `yaml_safe`.
+        header: comment lines written first (each starting with ``#``).
+    """
     import yaml
 
-    from rap_hf.training.config import explicit_values
-
-    merged: dict[str, Any] = {}
-    for config in configs:
-        for name, value in explicit_values(config).items():
-            merged[name] = _plain(value)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Written by `rap-hf train`: the arguments every launched process parses (what was set explicitly).\n"
-    path.write_text(header + yaml.safe_dump(merged, sort_keys=True))
+    plain = {str(name): yaml_safe(value) for name, value in values.items()}
+    path.write_text(header + yaml.safe_dump(plain, sort_keys=True))
     return path
+
+
+def resolve_config_file(accelerate_config: str | os.PathLike[str]) -> Path:
+    """The accelerate config file of ``--accelerate_config``: a shipped name or an existing path.
+
+    Raises:
+        RAPUserError: neither (the message lists the shipped names).
+    """
+    from rap_hf.accelerate_configs import resolve_accelerate_config
+
+    return resolve_accelerate_config(accelerate_config)
 
 
 def accelerate_config_processes(config_file: str | os.PathLike[str]) -> int | None:
@@ -85,22 +77,40 @@ def accelerate_config_processes(config_file: str | os.PathLike[str]) -> int | No
     return int(number) if number is not None else None
 
 
+def launch_process_count(accelerate_config: str | None, num_processes: int | None) -> int | None:
+    """How many processes a launch will start: ``num_processes``, else the accelerate config's count.
+
+    None when neither says (accelerate's own default config decides at launch time).
+    """
+    if num_processes is not None:
+        return num_processes
+    if accelerate_config:
+        return accelerate_config_processes(resolve_config_file(accelerate_config))
+    return None
+
+
 def generation_geometry(training_args: Any, num_processes: int) -> tuple[int, int]:
-    """``(generation_batch_size, distinct prompts per generation)`` for ``num_processes`` processes.
+    """``(generation_batch_size, distinct prompts per generation)`` of a GRPO run on ``num_processes`` processes.
 
     Re-does GRPOConfig's arithmetic for the real number of processes (the launching process has one), so a
-    batch geometry that only fails with 8 processes fails here.
+    batch geometry that only fails with 8 processes fails before the launch.
+
+    Args:
+        training_args: a `RAPGRPOConfig` (it records which values were set, not derived).
+        num_processes: the number of processes the launch starts.
 
     Raises:
-        ValueError: the generation batch does not split into full prompt groups on that many processes.
+        RAPUserError: the generation batch does not split into full prompt groups on that many processes.
     """
-    explicit = getattr(training_args, "_rap_explicit_values", {}) or {}
+    from rap_hf.training.config import explicit_values
+
+    explicit = explicit_values(training_args)
     per_device = training_args.per_device_train_batch_size
     num_generations = training_args.num_generations
     if explicit.get("generation_batch_size") is not None:
         generation_batch_size = explicit["generation_batch_size"]
         if generation_batch_size % (per_device * num_processes):
-            raise ValueError(
+            raise RAPUserError(
                 f"generation_batch_size={generation_batch_size} is not divisible by per_device_train_batch_size "
                 f"({per_device}) x {num_processes} processes"
             )
@@ -108,7 +118,7 @@ def generation_geometry(training_args: Any, num_processes: int) -> tuple[int, in
         steps = explicit.get("steps_per_generation") or training_args.gradient_accumulation_steps
         generation_batch_size = per_device * num_processes * steps
     if generation_batch_size % num_generations:
-        raise ValueError(
+        raise RAPUserError(
             f"with {num_processes} processes the generation batch is {generation_batch_size} completions, not "
             f"divisible by num_generations={num_generations}"
         )
@@ -116,84 +126,95 @@ def generation_geometry(training_args: Any, num_processes: int) -> tuple[int, in
 
 
 def build_launch_argv(
+    module: str,
     config_path: str | os.PathLike[str],
     *,
+    module_args: Sequence[str] = (),
     accelerate_config: str | None = None,
     num_processes: int | None = None,
     main_process_port: int | None = None,
     launch_args: str | None = None,
 ) -> list[str]:
-    """The ``accelerate launch`` arguments (without the ``accelerate launch`` words) for a training run."""
-    from rap_hf.accelerate_configs import resolve_accelerate_config
-
+    """The ``accelerate launch`` arguments (without the words ``accelerate launch``) that run
+    ``python -m MODULE *module_args --config config_path`` in every process."""
     argv: list[str] = []
     if accelerate_config:
-        argv += ["--config_file", str(resolve_accelerate_config(accelerate_config))]
+        argv += ["--config_file", str(resolve_config_file(accelerate_config))]
     if num_processes is not None:
         argv += ["--num_processes", str(num_processes)]
     if main_process_port is not None:
         argv += ["--main_process_port", str(main_process_port)]
     if launch_args:
         argv += shlex.split(launch_args)
-    return argv + ["-m", SCRIPT_MODULE, "--config", str(config_path)]
+    return [*argv, "-m", module, *module_args, "--config", str(config_path)]
 
 
-def launch_training(
-    script_args: Any,
-    training_args: Any,
-    model_args: Any,
+def accelerate_launch(
+    module: str,
+    values: Mapping[str, Any],
     *,
+    module_args: Sequence[str] = (),
+    config_path: str | os.PathLike[str] | None = None,
+    header: str = "",
     accelerate_config: str | None = None,
     num_processes: int | None = None,
     main_process_port: int | None = None,
     launch_args: str | None = None,
     dry_run: bool = False,
 ) -> list[str]:
-    """Write the launch config and run ``accelerate launch -m rap_hf.training.script --config <it>``.
+    """Write ``values`` to a ``--config`` YAML and run ``accelerate launch ... -m MODULE [module_args] --config it``.
 
     Args:
-        script_args, training_args, model_args: the parsed training arguments (already validated).
+        module: the module every process runs, e.g. ``rap_hf`` (with ``module_args=["score"]``) or
+            ``rap_hf.training.script``.
+        values: the arguments the launched processes parse (without the launch flags themselves).
+        module_args: arguments between the module and ``--config``.
+        config_path: where to write the YAML (kept: it doubles as the run's record); None writes a temporary
+            file, removed when the launch returns (kept after a dry run, which prints its path).
+        header: comment lines at the top of the YAML.
         accelerate_config: a shipped config name (see `rap_hf.accelerate_configs`) or a path; None uses
             accelerate's own default (``accelerate config``), or one process on this machine.
         num_processes: overrides the accelerate config's process count.
-        main_process_port: rendezvous port (run two trainings on one machine with different ports).
+        main_process_port: rendezvous port (run two launches on one machine with different ports).
         launch_args: more ``accelerate launch`` flags, as one string (e.g. ``"--mixed_precision no"``).
-        dry_run: print the command and stop (the config file is still written).
+        dry_run: print the command and stop (the YAML is still written).
 
     Returns:
         The full command, ``["accelerate", "launch", ...]``.
 
     Raises:
-        SystemExit: with the training's exit status when it fails.
+        RAPUserError: ``accelerate_config`` is neither a shipped name nor a file.
+        SystemExit: with the launched processes' exit status when they fail.
     """
-    from rap_hf.accelerate_configs import resolve_accelerate_config
-
-    processes = num_processes
-    if processes is None and accelerate_config:
-        processes = accelerate_config_processes(resolve_accelerate_config(accelerate_config))
-    if processes is not None:
-        generation_geometry(training_args, processes)
-
-    config_path = write_launch_config(
-        Path(training_args.output_dir) / LAUNCH_CONFIG_FILE, script_args, training_args, model_args
-    )
-    argv = build_launch_argv(
-        config_path,
-        accelerate_config=accelerate_config,
-        num_processes=num_processes,
-        main_process_port=main_process_port,
-        launch_args=launch_args,
-    )
-    command = ["accelerate", "launch", *argv]
-    print("launching: " + shlex.join(command), flush=True)
-    if dry_run:
-        return command
-
-    from accelerate.commands.launch import launch_command, launch_command_parser
-
+    temporary = config_path is None
+    if temporary:
+        with tempfile.NamedTemporaryFile("w", prefix="rap-launch-", suffix=".yaml", delete=False) as handle:
+            config_path = handle.name
     try:
-        launch_command(launch_command_parser().parse_args(argv))
-    except subprocess.CalledProcessError as exc:
-        print(f"error: training failed with exit status {exc.returncode}", file=sys.stderr)
-        raise SystemExit(exc.returncode or 1) from None
-    return command
+        path = write_args_yaml(config_path, values, header)
+        argv = build_launch_argv(
+            module,
+            path,
+            module_args=module_args,
+            accelerate_config=accelerate_config,
+            num_processes=num_processes,
+            main_process_port=main_process_port,
+            launch_args=launch_args,
+        )
+        command = ["accelerate", "launch", *argv]
+        print("launching: " + shlex.join(command), flush=True)
+        if dry_run:
+            temporary = False  # the printed command names the file: keep it
+            return command
+
+        from accelerate.commands.launch import launch_command, launch_command_parser
+
+        try:
+            launch_command(launch_command_parser().parse_args(argv))
+        except subprocess.CalledProcessError as exc:
+            print(f"error: the launched processes failed with exit status {exc.returncode}", file=sys.stderr)
+            raise SystemExit(exc.returncode or 1) from None
+        return command
+    finally:
+        if temporary:
+            Path(config_path).unlink(missing_ok=True)

@@ -1,8 +1,10 @@
-"""The RAP Score Explorer's Gradio UI: layout and event wiring only; every event calls `rap_hf.explorer`.
+"""The RAP Score Explorer's Gradio page: layout and event wiring only; the events run
+`rap_hf.explorer.handlers.ExplorerHandlers`.
 
 `build_app` returns the `gr.Blocks`; `launch_kwargs` holds the launch settings that keep it safe (no extra
 served paths, no analytics, no MCP server); `launch_explorer` is what `rap-hf explore` and the Space's
-`app.py` run. Gradio is imported only here, so the library works without it (`pip install "rap-hf[space]"`).
+`app.py` run. Gradio is imported only here and in `handlers`, so the library works without it
+(`pip install "rap-hf[space]"`).
 
 File access: the app never hands Gradio a path a visitor chose. Plots are rendered in memory, downloads are
 written to the app's own temp folder, `allowed_paths` stays empty, so Gradio's file route serves only its
@@ -12,54 +14,17 @@ given on the command line.
 
 from __future__ import annotations
 
-import atexit
-import inspect
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from rap_hf.config import RAPConfig
-from rap_hf.explorer import (
-    DRM_LIMITS,
-    SORT_COLUMNS,
-    STAGE_FILTERS,
-    TABLE_LIMIT,
-    ExplorerData,
-    ExplorerDataError,
-    ExplorerModel,
-    ExplorerStore,
-    attention_heatmap,
-    config_from_controls,
-    default_explorer_data,
-    is_hub_repo_id,
-    load_explorer_data,
-    new_sample_report,
-    overview_images,
-    push_selection,
-    sample_table,
-    sample_view,
-    selection_summary,
-    write_selection_parquet,
-)
+from rap_hf.config import RAPSelectionConfig
+from rap_hf.explorer.data import ExplorerData
+from rap_hf.explorer.handlers import DEFAULT_KEY, ExplorerHandlers, row_from_table, toggle_ace
+from rap_hf.explorer.reselection import DRM_LIMITS
+from rap_hf.explorer.samples import SORT_COLUMNS, STAGE_FILTERS, TABLE_LIMIT
 
-DEFAULT_KEY = "default"
-# The selection controls, in the order every event receives them (after its own inputs).
-CONTROL_NAMES = (
-    "lambda_c",
-    "ace_mode",
-    "lambda_a_log10",
-    "lambda_a_normalized",
-    "use_drm",
-    "drm_limit",
-    "drm_k",
-    "drm_ratio",
-    "target_ratio",
-)
 TITLE = "RAP Score Explorer"
 # System fonts: the default theme would fetch Google Fonts, i.e. tell a third party about every visitor.
 _FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
@@ -116,7 +81,7 @@ def build_app(
     allow_push: bool = False,
     work_dir: str | os.PathLike[str] | None = None,
     default_data: ExplorerData | None = None,
-) -> Any:
+) -> gr.Blocks:
     """Build the explorer (`gr.Blocks`).
 
     Args:
@@ -131,150 +96,25 @@ def build_app(
         default_data: already loaded data to open on (tests, timing); overrides `dataset`.
     """
     _disable_analytics()
-    if work_dir is None:
-        work_dir = tempfile.mkdtemp(prefix="rap-explorer-")
-        atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
-    work_dir = Path(work_dir)
-    store = ExplorerStore()
-    if default_data is None:
-        if dataset:
-            default_data = load_explorer_data(dataset, split=split, allow_local=True)
-        else:
-            default_data = default_explorer_data(work_dir=work_dir)
-    store.put(DEFAULT_KEY, default_data, pinned=True)
-    # The given dataset stays the default key; the page shows only its name, never the server's path.
-    given_source = dataset if dataset and is_hub_repo_id(dataset) else ""
-    runner = ExplorerModel(model)
-    defaults = RAPConfig()
-
-    def _config(*controls: Any) -> RAPConfig:
-        return config_from_controls(*controls)
-
-    # ------------------------------------------------------------------ event functions (thin wrappers)
-
-    def load(source: str, split_name: str) -> tuple[str, str]:
-        source = (source or "").strip()
-        if not source or source == given_source or source == DEFAULT_KEY:
-            key = DEFAULT_KEY
-        else:
-            try:
-                data = load_explorer_data(source, split=split_name or "train", allow_local=False)
-            except ExplorerDataError as exc:
-                raise gr.Error(str(exc)) from None
-            key = store.put(f"hub:{source}:{split_name}", data)
-        return key, _status(store.get(key))
-
-    @_named_controls
-    def reselect(key: str, *controls: Any) -> tuple[str, dict[str, int], Any, str]:
-        selection = _selection(key, controls)
-        data = store.get(key)
-        frame, caption = sample_table(data, selection)
-        return selection_summary(selection), selection.counts, frame, caption
-
-    @_named_controls
-    def plots(key: str, *controls: Any) -> list[Any]:
-        return overview_images(_selection(key, controls), work_dir)
-
-    @_named_controls
-    def table(key: str, stage: str, sort_by: str, descending: bool, *controls: Any) -> tuple[Any, str]:
-        try:
-            return sample_table(store.get(key), _selection(key, controls), stage, sort_by, descending)
-        except ExplorerDataError as exc:
-            raise gr.Error(str(exc)) from None
-
-    @_named_controls
-    def show_sample(key: str, row: float | None, *controls: Any) -> tuple[Any, ...]:
-        try:
-            view = sample_view(store.get(key), _selection(key, controls), row)
-        except ExplorerDataError as exc:
-            raise gr.Error(str(exc)) from None
-        return view.image, view.header, view.scores, view.rollouts_mm, view.rollouts_text, view.row
-
-    def row_from_table(frame: Any, event: gr.SelectData) -> int:
-        # The first column of the table is the dataset row, whatever the sorting.
-        return int(frame.iloc[event.index[0], 0])
-
-    @_named_controls
-    def attention(key: str, row: float | None, *controls: Any) -> tuple[Any, str]:
-        if not runner.available:
-            raise gr.Error(f"Attention view unavailable: {runner.reason}")
-        try:
-            config = _config(*controls)
-            view = runner.attention_for_row(store.get(key), int(row or 0), config)
-        except ExplorerDataError as exc:
-            raise gr.Error(str(exc)) from None
-        data = store.get(key)
-        stored = (
-            f"stored {config.active_ace_column} = {data.value(config.active_ace_column, int(row or 0)):.4g}"
-        )
-        note = (
-            f"Row {int(row or 0)}, multimodal rollout {view.rollout + 1} (the one ACE reads: first correct, else first); "
-            f"{len(view.tokens)} response tokens. Recomputed ACE {view.ace:.4g} / ACE_norm {view.ace_norm:.4g} "
-            f"({stored}; the response is re-tokenised from its text, so small differences are possible). The red "
-            "outline is the column that drives the score: a token every later token keeps attending to."
-        )
-        return attention_heatmap(view, f"row {int(row or 0)}"), note
-
-    @_named_controls
-    def score_new(image: Any, question: str, answer: str, *controls: Any) -> tuple[str, Any]:
-        if not runner.available:
-            raise gr.Error(f"Scoring unavailable: {runner.reason}")
-        try:
-            config = _config(*controls)
-            scored = runner.score_sample(image, question, answer)
-        except ExplorerDataError as exc:
-            raise gr.Error(str(exc)) from None
-        report = new_sample_report(scored, config)
-        heatmap = None
-        record = scored[0]
-        if not record.get("rap_error") and record.get("rap_completions_mm"):
-            try:
-                data = ExplorerData.from_dataset(scored, "new sample")
-                view = runner.attention_for_row(data, 0, config)
-                heatmap = attention_heatmap(view, "new sample")
-            except ExplorerDataError as exc:
-                report += f"\n\n_No attention view: {exc}_"
-        return report, heatmap
-
-    @_named_controls
-    def download(key: str, *controls: Any) -> str:
-        selection = _selection(key, controls)
-        if selection.num_selected == 0:
-            raise gr.Error("Nothing is selected: nothing to download.")
-        return str(
-            write_selection_parquet(
-                store.get(key), selection, tempfile.mkdtemp(dir=work_dir, prefix="download-")
-            )
-        )
-
-    @_named_controls
-    def push(key: str, repo_id: str, *controls: Any) -> str:
-        return push_selection(store.get(key), _selection(key, controls), repo_id, allow_push=allow_push)
-
-    def _selection(key: str, controls: tuple) -> Any:
-        try:
-            return store.selection(key, _config(*controls))
-        except ExplorerDataError as exc:
-            raise gr.Error(str(exc)) from None
-
-    def toggle_ace(mode: str) -> tuple[Any, Any]:
-        return gr.update(visible=mode == "paper"), gr.update(visible=mode == "normalized")
-
-    # ------------------------------------------------------------------------------------------- layout
-
-    initial_config = defaults
-    initial = store.selection(DEFAULT_KEY, initial_config)
-    initial_frame, initial_caption = sample_table(default_data, initial)
-    # Computed here, once, so the first page paints complete without a round trip per visitor.
-    initial_plots = overview_images(initial, work_dir)
+    handlers = ExplorerHandlers.start(
+        dataset,
+        split=split,
+        model=model,
+        allow_push=allow_push,
+        work_dir=work_dir,
+        default_data=default_data,
+    )
+    runner = handlers.runner
+    defaults = RAPSelectionConfig()
+    first = handlers.first_paint(defaults)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         data_key = gr.State(DEFAULT_KEY)
         gr.Markdown(INTRO)
-        status = gr.Markdown(_status(default_data), elem_id="rap-status")
+        status = gr.Markdown(first.status, elem_id="rap-status")
         with gr.Row():
             source = gr.Textbox(
-                value=given_source,
+                value=handlers.given_source,
                 label="Scored dataset: a Hub dataset id (its `scores` config), or empty for the one the app opened on",
                 placeholder="namespace/name",
                 scale=4,
@@ -331,15 +171,15 @@ def build_app(
                             elem_id="target-ratio",
                         )
                     with gr.Column(scale=2):
-                        summary = gr.Markdown(selection_summary(initial), elem_id="rap-summary")
+                        summary = gr.Markdown(first.summary, elem_id="rap-summary")
                         with gr.Accordion("counts (JSON)", open=False):
-                            counts = gr.JSON(initial.counts, label="rows per stage")
+                            counts = gr.JSON(first.selection.counts, label="rows per stage")
                         with gr.Row():
-                            stage_plot = _plot("rows per stage", initial_plots[0])
-                            cde_plot = _plot("rap_cde by stage", initial_plots[1])
+                            stage_plot = _plot("rows per stage", first.plots[0])
+                            cde_plot = _plot("rap_cde by stage", first.plots[1])
                         with gr.Row():
-                            ace_plot = _plot("ACE by stage", initial_plots[2])
-                            difficulty_plot = _plot("rap_difficulty by stage", initial_plots[3])
+                            ace_plot = _plot("ACE by stage", first.plots[2])
+                            difficulty_plot = _plot("rap_difficulty by stage", first.plots[3])
                 with gr.Row():
                     with gr.Column():
                         download_button = gr.Button("Download the current selection (parquet)")
@@ -364,9 +204,9 @@ def build_app(
                     stage_filter = gr.Dropdown(list(STAGE_FILTERS), value="all", label="stage")
                     sort_by = gr.Dropdown(list(SORT_COLUMNS), value="row", label="sort by")
                     descending = gr.Checkbox(value=False, label="descending")
-                table_caption = gr.Markdown(initial_caption)
+                table_caption = gr.Markdown(first.caption)
                 sample_frame = gr.Dataframe(
-                    initial_frame,
+                    first.frame,
                     interactive=False,
                     max_height=360,
                     label=f"samples (first {TABLE_LIMIT})",
@@ -426,6 +266,7 @@ def build_app(
                 new_attention = _plot("attention")
 
         # ------------------------------------------------------------------------------------------ events
+        # In `CONTROL_NAMES` order: every handler receives them last.
         controls = [
             lambda_c,
             ace_mode,
@@ -441,21 +282,21 @@ def build_app(
         select_outputs = [summary, counts, sample_frame, table_caption]
         plot_outputs = [stage_plot, cde_plot, ace_plot, difficulty_plot]
 
-        load_button.click(load, [source, split_box], [data_key, status], api_name="load").then(
-            reselect, select_inputs, select_outputs, api_name=False
-        ).then(plots, select_inputs, plot_outputs, api_name=False)
+        load_button.click(handlers.load, [source, split_box], [data_key, status], api_name="load").then(
+            handlers.reselect, select_inputs, select_outputs, api_name=False
+        ).then(handlers.plots, select_inputs, plot_outputs, api_name=False)
         # Counts first, plots after: the headline number changes at once, the figures follow.
         # One API endpoint per function (for gradio_client): named on λc's events, unnamed on the others.
         for control in controls:
             named = control is lambda_c
             control.change(
-                reselect,
+                handlers.reselect,
                 select_inputs,
                 select_outputs,
                 api_name="reselect" if named else False,
                 trigger_mode="always_last",
             ).then(
-                plots,
+                handlers.plots,
                 select_inputs,
                 plot_outputs,
                 api_name="plots" if named else False,
@@ -466,12 +307,13 @@ def build_app(
         table_inputs = [data_key, stage_filter, sort_by, descending, *controls]
         for control in (stage_filter, sort_by, descending):
             control.change(
-                table,
+                handlers.table,
                 table_inputs,
                 [sample_frame, table_caption],
                 api_name="table" if control is stage_filter else False,
             )
 
+        sample_inputs = [data_key, row_number, *controls]
         sample_outputs = [
             sample_image,
             sample_header,
@@ -481,41 +323,28 @@ def build_app(
             attention_row,
         ]
         sample_frame.select(row_from_table, sample_frame, row_number, api_name=False).then(
-            show_sample, [data_key, row_number, *controls], sample_outputs, api_name=False
+            handlers.show_sample, sample_inputs, sample_outputs, api_name=False
         )
-        show_button.click(show_sample, [data_key, row_number, *controls], sample_outputs, api_name="sample")
-        row_number.submit(show_sample, [data_key, row_number, *controls], sample_outputs, api_name=False)
+        show_button.click(handlers.show_sample, sample_inputs, sample_outputs, api_name="sample")
+        row_number.submit(handlers.show_sample, sample_inputs, sample_outputs, api_name=False)
         attention_button.click(
-            attention,
+            handlers.attention,
             [data_key, attention_row, *controls],
             [attention_image, attention_note],
             api_name="attention",
         )
         score_button.click(
-            score_new,
+            handlers.score_new,
             [new_image, new_question, new_answer, *controls],
             [new_report, new_attention],
             api_name="score",
         )
-        download_button.click(download, select_inputs, download_file, api_name="download")
-        push_button.click(push, [data_key, repo_box, *controls], push_note, api_name="push")
+        download_button.click(handlers.download, select_inputs, download_file, api_name="download")
+        push_button.click(handlers.push, [data_key, repo_box, *controls], push_note, api_name="push")
     return demo
 
 
-def _named_controls(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `fn(..., *controls)` a signature that names each control (`CONTROL_NAMES`).
-
-    Gradio reads parameter names for its API page and gradio_client's keyword arguments; a bare `*controls`
-    would show as param_1, param_2, ...
-    """
-    signature = inspect.signature(fn)
-    leading = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    named = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in CONTROL_NAMES]
-    fn.__signature__ = signature.replace(parameters=[*leading, *named])  # type: ignore[attr-defined]
-    return fn
-
-
-def _plot(label: str, value: Any = None) -> Any:
+def _plot(label: str, value: Any = None) -> gr.Image:
     # The figures carry their own titles; Gradio's label badge would cover them (it still names the API output).
     return gr.Image(
         value,
@@ -529,12 +358,6 @@ def _plot(label: str, value: Any = None) -> Any:
     )
 
 
-def _status(data: ExplorerData) -> str:
-    lines = [f"**Dataset:** {data.source} · {len(data)} rows"]
-    lines += [f"> {note}" for note in data.notes]
-    return "\n\n".join(lines)
-
-
 def launch_explorer(
     dataset: str | None = None,
     *,
@@ -544,7 +367,7 @@ def launch_explorer(
     port: int | None = None,
     allow_push: bool = False,
     **launch_overrides: Any,
-) -> Any:
+) -> gr.Blocks:
     """Build and launch the explorer (blocks until the server stops unless `prevent_thread_lock=True`)."""
     demo = build_app(dataset, split=split, model=model, allow_push=allow_push)
     demo.launch(**launch_kwargs(host, port, **launch_overrides))

@@ -1,0 +1,83 @@
+"""Taking a selection out of the explorer: the dataset annotated with it, a parquet download, a Hub push.
+
+`embed_external_files` puts image bytes inside a table before it is written, so a parquet the explorer writes
+(a download, the shipped assets) is self-contained.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets import Dataset
+
+from rap_hf.explorer.data import ExplorerData, is_repo_id_syntax
+from rap_hf.explorer.render import inline_code
+from rap_hf.explorer.reselection import Selection
+from rap_hf.selection import SELECTED_COLUMN, STAGE_COLUMN
+
+
+def embed_external_files(dataset: Dataset) -> Dataset:
+    """Image bytes inside the table (images loaded from files are stored as paths until embedded)."""
+    from datasets.table import embed_table_storage
+
+    if not any(
+        isinstance(f, datasets.Image) or isinstance(getattr(f, "feature", None), datasets.Image)
+        for f in dataset.features.values()
+    ):
+        return dataset
+    embedded = dataset.with_format("arrow").map(
+        embed_table_storage, batched=True, batch_size=500, keep_in_memory=True, desc="embedding images"
+    )
+    return embedded.with_format(None)
+
+
+def annotated_dataset(data: ExplorerData, selection: Selection) -> Dataset:
+    """Every row of `data` with the current `rap_stage`/`rap_selected` (replacing stored ones)."""
+    dataset = data.dataset
+    stale = [c for c in (STAGE_COLUMN, SELECTED_COLUMN) if c in dataset.column_names]
+    if stale:
+        dataset = dataset.remove_columns(stale)
+    dataset = dataset.add_column(STAGE_COLUMN, selection.stages.tolist())
+    return dataset.add_column(SELECTED_COLUMN, selection.selected.tolist())
+
+
+def write_selection_parquet(
+    data: ExplorerData, selection: Selection, out_dir: str | os.PathLike[str]
+) -> Path:
+    """Write the selected rows (all columns, images embedded, with rap_stage/rap_selected) as one parquet."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    subset = annotated_dataset(data, selection).select(np.flatnonzero(selection.selected).tolist())
+    path = out / f"rap_selection_{len(subset)}_of_{len(data)}.parquet"
+    embed_external_files(subset).to_parquet(str(path))
+    return path
+
+
+def push_selection(
+    data: ExplorerData, selection: Selection, repo_id: str, *, allow_push: bool, token: str | None = None
+) -> str:
+    """Push the scores and the current selection with `rap_hf.hub.push_rap_dataset`; a message for the page.
+
+    Needs `allow_push` (the app's --allow_push; off by default, because on a shared server every visitor
+    would push with the server's token) and a Hub token from the server's environment (HF_TOKEN or
+    `hf auth login`): the page never asks for one.
+    """
+    from huggingface_hub import get_token
+
+    from rap_hf.hub import HubPushError, push_rap_dataset
+
+    if not allow_push:
+        return "Pushing is off: start the app with `rap-hf explore --allow_push` (and a token in HF_TOKEN)."
+    repo_id = (repo_id or "").strip()
+    if not is_repo_id_syntax(repo_id):
+        return f"Repo id must be `namespace/name`, got `{inline_code(repo_id)}`."
+    if (token or get_token()) is None:
+        return "No Hub token in the server's environment: set HF_TOKEN (a write token) and restart the app."
+    try:
+        result = push_rap_dataset(data.dataset, repo_id, config=selection.config, token=token)
+    except (HubPushError, ValueError) as exc:
+        return f"Push failed: {exc}"
+    return f"Pushed {selection.num_selected} selected of {len(data)} rows to {result.url}"
