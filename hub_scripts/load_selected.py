@@ -1,7 +1,8 @@
 """Load the RAP-selected subset of a Hub dataset (config `selected`) and optionally save it to disk.
 
-    python hub_scripts/load_selected.py --repo_id ORG/NAME [--split train] [--revision REV] [--output DIR]
+    python hub_scripts/load_selected.py --repo_id ORG/NAME [--split NAME] [--revision REV] [--output DIR]
 
+Without `--split`, every split is loaded (one split is saved as a `Dataset`, several as a `DatasetDict`).
 `--repo_id` may also be a local folder laid out like the repo. The library call is one line:
 `rap_hf.hub.load_selected(repo_id, split=...)`.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from datasets import DatasetDict
+
 from rap_hf.hub import load_selected
 
 
@@ -19,7 +22,7 @@ class LoadSelectedArguments:
     """Arguments of `load_selected.py`."""
 
     repo_id: str = field(metadata={"help": "Dataset repo on the Hub (ORG/NAME) or a local folder like it."})
-    split: str = field(default="train", metadata={"help": "Split to load."})
+    split: str | None = field(default=None, metadata={"help": "Split to load (default: every split)."})
     revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit (default: main)."})
     output: str | None = field(default=None, metadata={"help": "Save the subset here (save_to_disk format)."})
     cache_dir: str | None = field(
@@ -30,9 +33,10 @@ class LoadSelectedArguments:
 def main(args: LoadSelectedArguments) -> int:
     """Load the subset, print a summary, save it when `--output` is given."""
     subset = load_selected(args.repo_id, split=args.split, revision=args.revision, cache_dir=args.cache_dir)
-    print(
-        f"{args.repo_id} [selected/{args.split}]: {len(subset)} rows; columns: {', '.join(subset.column_names)}"
-    )
+    parts = subset.items() if isinstance(subset, DatasetDict) else [(args.split or "", subset)]
+    for name, part in parts:
+        label = f"selected/{name}" if name else "selected"
+        print(f"{args.repo_id} [{label}]: {len(part)} rows; columns: {', '.join(part.column_names)}")
     if args.output:
         subset.save_to_disk(args.output)
         print(f"saved to {args.output}")

@@ -3,10 +3,12 @@
 The Hub is unreachable here, so `LocalHub` stands in for it at the HTTP transport: huggingface_hub's public
 `set_client_factory` hook gets an `httpx2.Client` whose transport is an `httpx2.MockTransport` answering the
 Hub REST endpoints that a push uses (repo info, create repo/branch, preupload, LFS batch + upload, commit,
-tree listing, paths info, file resolve, YAML validation). Everything above the transport is the libraries'
-own code: `DatasetDict.push_to_hub`, `HfApi`, `HfFileSystem`, request headers and token handling, error
-parsing (`hf_raise_for_status`). Commits are written into a directory per repo (``<root>/<org>/<name>``, and
-``<root>/<org>/<name>@<branch>`` for branches), which the tests load with `load_dataset(dir, config)`.
+tree listing, paths info, file resolve (GET with ranges, and HEAD, as `hf_hub_download` and `load_dataset`
+by repo id use it), model info, YAML validation with the Hub's metadata rules (also on every commit that
+touches README.md, as the Hub does). Everything above the transport is the libraries' own code: `HfApi`,
+`HfFileSystem`, `load_dataset` by repo id, request headers and token handling, error parsing
+(`hf_raise_for_status`). Commits are also mirrored into a directory per repo (``<root>/<org>/<name>``, and
+``<root>/<org>/<name>@<branch>`` for branches), which some tests load with `load_dataset(dir, config)`.
 
 Known differences from the real Hub (see docs/hub.md): files go through the legacy LFS protocol because
 Xet is switched off with huggingface_hub's own `HF_HUB_DISABLE_XET` setting (Xet's client is Rust code that
@@ -51,8 +53,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HISTOGRAMS = ("rap_cde", "rap_ace", "rap_ace_norm", "rap_acc_mm", "rap_acc_text", "rap_difficulty")
-# The score columns of DESIGN.md, spelled out rather than imported from rap_hf.scoring.filter (which pulls in
-# torch/transformers): the test data needs no model.
+# The score columns of docs/scoring.md ("Score columns"), spelled out rather than imported from rap_hf.columns:
+# the test data is hand-made and must not change when the code does.
 SCORE_FEATURES = {
     "rap_acc_mm": datasets.Value("float64"),
     "rap_acc_text": datasets.Value("float64"),
@@ -115,6 +117,7 @@ class LocalHub:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str] = []
+        self.models: dict[str, str] = {}  # model repo id -> head commit, for model_info
 
     # ---- helpers for tests
     def dir(self, repo_id: str, branch: str = "main") -> Path:
@@ -123,6 +126,12 @@ class LocalHub:
     def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
         repo = self.repos[repo_id]
         return repo.commits[repo.refs[branch]]
+
+    def add_repo(self, repo_id: str, files: dict[str, bytes], private: bool = False) -> None:
+        """A repo pushed by someone else (e.g. the source dataset whose card the push reads)."""
+        sha = _new_sha()
+        self.repos[repo_id] = Repo(private=private, refs={"main": sha}, commits={sha: dict(files)})
+        self.repos[repo_id].history.append("initial commit")
 
     # ---- transport entry point
     def handle(self, request: httpx2.Request) -> httpx2.Response:
@@ -149,6 +158,8 @@ class LocalHub:
             ("POST", r"^/datasets/(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$", self._lfs_batch),
             ("PUT", r"^/lfs-upload/(?P<oid>[0-9a-f]{64})$", self._lfs_upload),
             ("GET", r"^/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rest>.+)$", self._resolve),
+            ("HEAD", r"^/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rest>.+)$", self._resolve),
+            ("GET", r"^/api/models/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>.+))?$", self._model_info),
         ]
         for method, pattern, handler in routes:
             match = re.match(pattern, path)
@@ -180,12 +191,15 @@ class LocalHub:
 
     # ---- endpoints
     def _validate_yaml(self, request, token):
-        content = json.loads(request.content)["content"]
-        match = re.match(r"^---\n(.*?)\n---\n", content, re.S)
-        metadata = yaml.safe_load(match.group(1)) if match else None
-        if not isinstance(metadata, dict):
-            return httpx2.Response(400, json={"errors": [{"message": "metadata is not a YAML mapping"}]})
+        errors = hub_metadata_errors(json.loads(request.content)["content"])
+        if errors:
+            return httpx2.Response(400, json={"errors": [{"message": e} for e in errors]})
         return httpx2.Response(200, json={"errors": [], "warnings": []})
+
+    def _model_info(self, request, token, repo, rev=None):
+        if repo not in self.models:
+            return _error(404, "Repository not found", code="RepoNotFound")
+        return httpx2.Response(200, json={"id": repo, "modelId": repo, "sha": self.models[repo]})
 
     def _create_repo(self, request, token):
         payload = json.loads(request.content)
@@ -249,7 +263,7 @@ class LocalHub:
         current = found.commits[sha]
         files = []
         for item in json.loads(request.content)["files"]:
-            mode = "lfs" if item["path"].endswith((".parquet", ".png", ".arrow")) else "regular"
+            mode = "lfs" if _is_lfs(item["path"]) else "regular"
             existing = current.get(item["path"])
             oid = None
             if existing is not None:  # lets huggingface_hub skip unchanged files, as on the Hub
@@ -309,6 +323,12 @@ class LocalHub:
                 snapshot = {p: c for p, c in snapshot.items() if not p.startswith(prefix)}
             else:
                 return _error(400, f"unknown commit operation {key}")
+        if "README.md" in snapshot and snapshot["README.md"] != found.commits[found.refs[branch]].get(
+            "README.md"
+        ):
+            errors = hub_metadata_errors(snapshot["README.md"].decode("utf-8"))
+            if errors:  # the Hub refuses a commit whose card metadata is invalid
+                return _error(400, "Invalid metadata in README.md.\n- " + "\n- ".join(errors))
         sha = _new_sha()
         found.commits[sha] = snapshot
         found.refs[branch] = sha
@@ -339,6 +359,14 @@ class LocalHub:
                     "size": len(content),
                     "path": path,
                 }
+                if _is_lfs(
+                    path
+                ):  # as the Hub: the git oid is the pointer's, the LFS oid the content's sha256
+                    entries[path]["lfs"] = {
+                        "oid": hashlib.sha256(content).hexdigest(),
+                        "size": len(content),
+                        "pointerSize": 134,
+                    }
         return list(entries.values())
 
     def _tree(self, request, token, repo, rest):
@@ -385,6 +413,16 @@ class LocalHub:
         content = found.commits[sha].get(unquote(file_path))
         if content is None:
             return _error(404, "Entry not found", code="EntryNotFound")
+        if request.method == "HEAD":  # hf_hub_download / get_hf_file_metadata: commit, etag and size, no body
+            etag = hashlib.sha256(content).hexdigest() if _is_lfs(unquote(file_path)) else _git_sha1(content)
+            headers = {
+                "X-Repo-Commit": sha,
+                "ETag": f'"{etag}"',
+                "Content-Length": str(len(content)),
+            }
+            if _is_lfs(unquote(file_path)):
+                headers.update({"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(content))})
+            return httpx2.Response(200, headers=headers)
         match = re.match(r"bytes=(\d+)-(\d*)", request.headers.get("range", ""))
         if match:
             start = int(match.group(1))
@@ -416,6 +454,64 @@ def _error(status: int, message: str, code: str | None = None) -> httpx2.Respons
     return httpx2.Response(status, headers=headers, json={"error": message})
 
 
+def _is_lfs(path: str) -> bool:
+    return path.endswith((".parquet", ".png", ".arrow"))
+
+
+# The Hub's metadata rules as this stand-in enforces them (modelled on huggingface.co's documented behaviour,
+# written independently of rap_hf.hub.metadata so that the two check each other): a YAML mapping; licenses
+# from https://huggingface.co/docs/hub/repositories-licenses (a subset); ISO 639 codes without region;
+# the size buckets; list-or-string task fields; `configs` entries with a config_name and data_files.
+_HUB_LICENSES = {
+    "apache-2.0",
+    "mit",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "cc0-1.0",
+    "odc-by",
+    "other",
+    "unknown",
+}
+_HUB_SIZES = {"n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "n>1T"}
+
+
+def hub_metadata_errors(readme: str) -> list[str]:
+    match = re.match(r"^---\n(.*?)\n---\n", readme, re.S)
+    try:
+        metadata = yaml.safe_load(match.group(1)) if match else None
+    except yaml.YAMLError as exc:
+        return [f"invalid YAML: {exc}"]
+    if not isinstance(metadata, dict):
+        return ["metadata is not a YAML mapping"]
+
+    def values(key):
+        value = metadata.get(key)
+        return [] if value is None else [value] if isinstance(value, str) else value
+
+    errors = []
+    errors += [
+        f'"license" must be one of the Hub licenses, got "{v}"'
+        for v in values("license")
+        if v not in _HUB_LICENSES
+    ]
+    errors += [
+        f'"language" "{v}" is not an ISO 639 code'
+        for v in values("language")
+        if not re.fullmatch(r"[a-z]{2,3}", str(v))
+    ]
+    errors += [
+        f'"size_categories" "{v}" is invalid' for v in values("size_categories") if v not in _HUB_SIZES
+    ]
+    for key in ("task_categories", "tags", "source_datasets"):
+        if not isinstance(metadata.get(key, []), (list, str)):
+            errors.append(f'"{key}" must be an array')
+    for entry in metadata.get("configs") or []:
+        if not isinstance(entry, dict) or "config_name" not in entry:
+            errors.append('"configs" entries need a "config_name"')
+    return errors
+
+
 def _git_sha1(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
@@ -429,11 +525,16 @@ def hub(tmp_path, monkeypatch):
     """Route huggingface_hub's HTTP client to a fresh `LocalHub`; online mode, Xet off, no ambient token."""
     local = LocalHub(tmp_path / "hub")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    # datasets reads its own copy of the setting (tests/conftest.py sets HF_HUB_OFFLINE=1 for the suite)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    # loading by repo id downloads through huggingface_hub's cache: keep it inside the test
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-hub-cache"))
     HfFileSystem.clear_instance_cache()
     huggingface_hub.set_client_factory(
         lambda: httpx2.Client(
@@ -545,33 +646,105 @@ def _snapshot_dir(directory: Path) -> dict[str, str]:
     }
 
 
-# ------------------------------------------------------------------------------------------- tests
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def load_repo(repo_id: str, config: str | None, cache: Path, split: str | None = None, **kwargs):
+    """`load_dataset` by repo id, through huggingface_hub against the local Hub, as a user would."""
+    return datasets.load_dataset(repo_id, config, split=split, cache_dir=str(cache), **kwargs)
+
+
+def load_dataset_dir(directory: Path, config: str, split: str, cache: Path) -> datasets.Dataset:
+    return datasets.load_dataset(str(directory), config, split=split, cache_dir=str(cache))
+
+
+def pushed_card(hub: LocalHub, repo_id: str, branch: str = "main") -> DatasetCard:
+    return DatasetCard(hub.files(repo_id, branch)["README.md"].decode("utf-8"))
+
+
+def commits(hub: LocalHub, repo_id: str) -> list[str]:
+    """The commit titles of a repo after its creation (the Hub's own initial commit left out)."""
+    return hub.repos[repo_id].history[1:]
+
+
+def uploads(hub: LocalHub) -> int:
+    return sum(method == "PUT" for method, _ in hub.requests)
+
+
+SOURCE_ID = "vision-lab/geo-vqa"
+SOURCE_CARD = b"""---
+license: cc-by-4.0
+language:
+- en
+pretty_name: Geo VQA
+---
+# Geo VQA
+
+## Citation
+
+```bibtex
+@article{geovqa2024,
+  title={Geo VQA},
+  author={Doe, Jane},
+  year={2024}
+}
+```
+"""
+MODEL_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
+MODEL_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def scoring_metadata(**overrides) -> dict:
+    """rap_scoring.json as `rap-hf score` writes it for a run on 8 GPUs, with scoring settings 48/24."""
+    metadata = {
+        "model": MODEL_ID,
+        "revision": None,
+        "dataset": SOURCE_ID,
+        "dataset_config": None,
+        "split": "train",
+        "rows": 13,
+        "scoring_seconds": 7200.0,
+        "generated_tokens": 12345,
+        "errors": 1,
+        "num_processes": 8,
+        "num_gpus": 8,
+        "rap_config": RAPConfig(num_rollouts=5, max_new_tokens=48, batch_size=24).to_dict(),
+    }
+    metadata.update(overrides)
+    return metadata
+
+
+# ------------------------------------------------------------------------------------------- tests: data
 
 
 def test_push_then_load_both_configs_row_for_row(hub, scored, tmp_path):
+    """Both configs round-trip row for row, loaded by repo id (HEAD /resolve, tree, parquet) in one commit."""
     config = RAPConfig()
     annotated = select_cognitive_samples(scored, config)
     expected_counts = stage_counts(annotated)
     assert expected_counts["train"]["drm_in"] == 1 and expected_counts["train"]["error"] == 1  # data sanity
 
-    result = push_rap_dataset(scored, f"{ORG}/eureka-rap", config=config, token=WRITE_TOKEN, private=True)
+    repo = f"{ORG}/eureka-rap"
+    result = push_rap_dataset(scored, repo, config=config, token=WRITE_TOKEN, private=True)
 
-    assert hub.repos[f"{ORG}/eureka-rap"].private
+    assert hub.repos[repo].private and result.committed
+    assert commits(hub, repo) == ["Upload RAP scores and selection"]  # one atomic commit
     assert all(header == f"Bearer {WRITE_TOKEN}" for header in hub.auth_headers)  # explicit token was used
-    repo_dir = hub.dir(f"{ORG}/eureka-rap")
     cache = tmp_path / "hf-datasets-cache"
-    loaded_selected = datasets.load_dataset(str(repo_dir), "selected", cache_dir=str(cache))
-    loaded_scores = datasets.load_dataset(str(repo_dir), "scores", cache_dir=str(cache))
+    kwargs = {"token": WRITE_TOKEN}  # a private repo
+    loaded_selected = load_repo(repo, "selected", cache, **kwargs)
+    loaded_scores = load_repo(repo, "scores", cache, **kwargs)
+    assert any(method == "HEAD" and "/resolve/" in path for method, path in hub.requests)
     assert sorted(loaded_selected) == sorted(loaded_scores) == ["test", "train"]
     for split in ("train", "test"):
         assert_same_rows(loaded_selected[split], annotated[split].filter(lambda r: r["rap_selected"]))
         assert_same_rows(loaded_scores[split], annotated[split])
     # the one-liners are thin wrappers over the same call
     assert (
-        load_selected(str(repo_dir), split="test", cache_dir=str(cache))["solution"]
+        load_selected(repo, split="test", cache_dir=str(cache), **kwargs)["solution"]
         == loaded_selected["test"]["solution"]
     )
-    assert len(load_scores(str(repo_dir), split=None, cache_dir=str(cache))["train"]) == 8
+    assert len(load_scores(repo, cache_dir=str(cache), **kwargs)["train"]) == 8
     assert result.rows == {
         "selected": {
             "train": sum(annotated["train"]["rap_selected"]),
@@ -580,13 +753,17 @@ def test_push_then_load_both_configs_row_for_row(hub, scored, tmp_path):
         "scores": {"train": 8, "test": 5},
     }
     # `selected` is the default config: plain load_dataset(repo) gives the training subset
-    default = datasets.load_dataset(str(repo_dir), split="train", cache_dir=str(cache))
+    default = load_repo(repo, None, cache, split="train", **kwargs)
     assert len(default) == result.rows["selected"]["train"]
+    # the same files load from a folder laid out like the repo
+    assert len(load_dataset_dir(hub.dir(repo), "selected", "train", cache)) == len(default)
 
-    card = DatasetCard.load(repo_dir / "README.md", repo_type="dataset")
+    card = pushed_card(hub, repo)
     configs = {entry["config_name"]: entry for entry in card.data.to_dict()["configs"]}
     assert sorted(configs) == ["scores", "selected"] and configs["selected"].get("default") is True
-    assert {"rap", "data-selection"} <= set(card.data.tags)
+    assert "default" not in configs["scores"]
+    info = {entry["config_name"]: entry for entry in card.data.to_dict()["dataset_info"]}
+    assert info["selected"]["splits"][0]["num_examples"] == result.rows["selected"]["train"]
     totals = {
         stage: sum(split[stage] for split in expected_counts.values()) for stage in expected_counts["train"]
     }
@@ -594,65 +771,14 @@ def test_push_then_load_both_configs_row_for_row(hub, scored, tmp_path):
         assert _stage_total(card.text, stage) == total
     n_selected = totals["kept"] + totals["drm_in"] + totals["budget_in"]
     n_scored = 13 - totals["error"]
-    assert f"- selected: {n_selected} ({100 * n_selected / n_scored:.2f}% of scored rows" in card.text
-    assert '"lambda_c": 0.5' in card.text and '"num_rollouts": 5' in card.text  # the full RAPConfig
-    assert f'load_dataset("{ORG}/eureka-rap", "selected", split="train")' in card.text
+    assert f"- selected: {n_selected} ({100 * n_selected / n_scored:.2f}% of scored rows)" in card.text
+    assert f'load_dataset("{repo}", "selected", split="train")' in card.text
     assert "RAPGRPOTrainer(" in card.text and "arxiv.org/abs/2506.04755" in card.text
     for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.text):
-        assert (repo_dir / figure).read_bytes().startswith(b"\x89PNG")
-    report = json.loads((repo_dir / "rap" / "report.json").read_text())
+        assert hub.files(repo)[figure].startswith(b"\x89PNG")
+    report = json.loads(hub.files(repo)["rap/report.json"])
     assert report["counts"] == totals and report["selected"] == n_selected
     assert report["splits"]["test"]["counts"] == expected_counts["test"]
-
-
-def load_dataset_dir(directory: Path, config: str, split: str, cache: Path) -> datasets.Dataset:
-    return datasets.load_dataset(str(directory), config, split=split, cache_dir=str(cache))
-
-
-def test_card_reports_scoring_cost_and_drop_completions(hub, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)  # token from the environment, as after `hf auth login`
-    scoring = {
-        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
-        "revision": "abc123",
-        "dataset": "FanqingM/MM-Eureka-Dataset",
-        "split": "train",
-        "rows": 8,
-        "scoring_seconds": 7200.0,
-        "num_gpus": 8,
-        "generated_tokens": 12345,
-        "errors": 1,
-        "rap_config": RAPConfig(num_rollouts=3).to_dict(),
-    }
-    # in `validation` nothing passes CDE and no trivial row calls DRM: an empty split of `selected`
-    nothing_selected = make_scored([_ROWS[4], _ROWS[6]], seed=2)
-    result = push_rap_dataset(
-        datasets.DatasetDict({"train": make_scored(), "validation": nothing_selected}),
-        f"{USER}/lean",
-        drop_completions=True,
-        scoring=scoring,
-        card_metadata={"license": "apache-2.0"},
-    )
-    repo_dir = hub.dir(f"{USER}/lean")
-    selected = load_dataset_dir(repo_dir, "selected", "train", tmp_path / "cache")
-    assert (
-        "rap_completions_mm" not in selected.column_names
-        and "rap_completions_text" not in selected.column_names
-    )
-    scores = load_dataset_dir(repo_dir, "scores", "train", tmp_path / "cache")
-    assert "rap_completions_mm" in scores.column_names
-    # datasets cannot load an empty split, so it is left out of `selected` and kept in `scores`
-    assert result.rows["selected"] == {"train": 3}
-    assert len(load_dataset_dir(repo_dir, "scores", "validation", tmp_path / "cache")) == 2
-    with pytest.raises(ValueError, match="Unknown split"):
-        load_dataset_dir(repo_dir, "selected", "validation", tmp_path / "cache")
-    card = DatasetCard.load(repo_dir / "README.md", repo_type="dataset")
-    assert card.data.license == "apache-2.0"
-    assert "| scoring model | `Qwen/Qwen2.5-VL-7B-Instruct` |" in card.text
-    assert "| scoring wall-clock | 7200 s (2.00 h) |" in card.text
-    assert "| GPUs | 8 |" in card.text and "| GPU-hours | 16.00 |" in card.text
-    assert '"num_rollouts": 3' in card.text  # the scoring run's config
-    assert result.counts["kept"] == _stage_total(card.text, "kept")
-    assert "No row of `validation` is selected" in card.text
 
 
 def test_images_are_embedded(hub, tmp_path):
@@ -661,23 +787,79 @@ def test_images_are_embedded(hub, tmp_path):
     push_rap_dataset(dataset, f"{USER}/embedded", token=WRITE_TOKEN)
     for path in (tmp_path / "images").iterdir():
         path.unlink()  # the pushed data must not point back at local files
-    loaded = load_dataset_dir(hub.dir(f"{USER}/embedded"), "scores", "train", tmp_path / "cache")
+    loaded = load_repo(f"{USER}/embedded", "scores", tmp_path / "cache", split="train")
     assert all(np.array_equal(np.asarray(a), b) for a, b in zip(loaded["image"], expected, strict=True))
+    assert not any(str(tmp_path).encode() in content for content in hub.files(f"{USER}/embedded").values())
 
 
-def test_repush_is_idempotent_and_follows_a_branch(hub, scored, tmp_path):
+def test_shards_follow_max_shard_size(hub, tmp_path):
+    """Several shards per split, named and listed as `push_to_hub` names them, all loaded back."""
+    dataset = make_scored(_ROWS * 40, seed=4)
+    result = push_rap_dataset(dataset, f"{USER}/sharded", token=WRITE_TOKEN, max_shard_size=5_000)
+    shards = sorted(p for p in result.files if p.startswith("scores/"))
+    assert len(shards) > 1 and shards[0] == f"scores/train-00000-of-{len(shards):05d}.parquet"
+    assert len(load_repo(f"{USER}/sharded", "scores", tmp_path / "cache", split="train")) == 320
+    # fewer rows now: the extra shards of the first push are deleted in the same commit
+    smaller = push_rap_dataset(
+        make_scored(seed=4), f"{USER}/sharded", token=WRITE_TOKEN, max_shard_size=5_000
+    )
+    assert set(shards) - {"scores/train-00000-of-00001.parquet"} <= set(smaller.deleted)
+    assert len(load_repo(f"{USER}/sharded", "scores", tmp_path / "cache", split="train")) == 8
+    assert len(commits(hub, f"{USER}/sharded")) == 2
+
+
+def test_loaders_default_to_every_split(hub, tmp_path, monkeypatch, capsys):
+    """split=None by default: one split comes back as that split, several as a DatasetDict (by repo id)."""
+    cache = tmp_path / "cache"
+    push_rap_dataset(make_scored(seed=5), f"{USER}/only-test", token=WRITE_TOKEN, split="test")
+    only_test = load_selected(f"{USER}/only-test", cache_dir=str(cache))
+    assert isinstance(only_test, datasets.Dataset) and len(only_test) == 3  # no "Unknown split 'train'"
+    assert isinstance(load_scores(f"{USER}/only-test", cache_dir=str(cache)), datasets.Dataset)
+    push_rap_dataset(
+        datasets.DatasetDict({"train": make_scored(seed=6), "test": make_scored(seed=7)}),
+        f"{USER}/two",
+        token=WRITE_TOKEN,
+    )
+    both = load_selected(f"{USER}/two", cache_dir=str(cache))
+    assert isinstance(both, datasets.DatasetDict) and sorted(both) == ["test", "train"]
+
+    # the script: no --split, a single split is saved as a Dataset
+    output = tmp_path / "copy"
+    argv = [
+        "load_selected.py",
+        "--repo_id",
+        f"{USER}/only-test",
+        "--output",
+        str(output),
+        "--cache_dir",
+        str(cache),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(REPO_ROOT / "hub_scripts" / "load_selected.py"), run_name="__main__")
+    assert done.value.code == 0 and "[selected]: 3 rows" in capsys.readouterr().out
+    assert len(datasets.load_from_disk(str(output))) == 3
+
+
+# ------------------------------------------------------------------------------------------- tests: commits
+
+
+def test_one_commit_per_push_and_identical_repush_makes_none(hub, scored, tmp_path):
     repo = f"{ORG}/idem"
-    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    first_result = push_rap_dataset(scored, repo, token=WRITE_TOKEN)
     first = dict(hub.files(repo))
-    uploads = sum(method == "PUT" for method, _ in hub.requests)
-    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
-    assert hub.files(repo) == first  # same paths, same bytes: nothing duplicated, card unchanged
-    assert sum(method == "PUT" for method, _ in hub.requests) == uploads  # no data uploaded again
+    sent = uploads(hub)
+    assert first_result.committed and len(commits(hub, repo)) == 1
 
-    # a re-selection pushed to a new branch: main untouched, the branch's configs replaced in place
+    again = push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    assert not again.committed and again.commit_sha == first_result.commit_sha
+    assert len(commits(hub, repo)) == 1  # no new commit at all
+    assert hub.files(repo) == first and uploads(hub) == sent  # nothing uploaded again
+
+    # a re-selection pushed to a new branch: one commit there, main untouched, loadable by revision
     reselect = RAPConfig(lambda_c=-1.0, lambda_a=1e9)
-    push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=reselect, revision="rap-v2")
-    assert hub.files(repo) == first
+    branch_result = push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=reselect, revision="rap-v2")
+    assert branch_result.committed and hub.files(repo) == first and len(commits(hub, repo)) == 2
     branch = hub.files(repo, "rap-v2")
     assert sorted(branch) == sorted(first) and branch != first
     card = DatasetCard(branch["README.md"].decode())
@@ -685,45 +867,510 @@ def test_repush_is_idempotent_and_follows_a_branch(hub, scored, tmp_path):
         ("scores", None),
         ("selected", True),
     ]
-    assert '"lambda_c": -1.0' in card.text and 'revision="rap-v2"' in card.text
-    loaded = load_dataset_dir(hub.dir(repo, "rap-v2"), "selected", "test", tmp_path / "cache")
+    assert "λc = -1 (keep `rap_cde` ≥ λc)" in card.text and 'revision="rap-v2"' in card.text
+    loaded = load_repo(repo, "selected", tmp_path / "cache", split="test", revision="rap-v2")
     assert len(loaded) == sum(select_cognitive_samples(scored, reselect)["test"]["rap_selected"])
 
 
-def test_network_failure_part_way_then_repush_completes(hub, scored, tmp_path, capsys, caplog):
+def test_failed_commit_leaves_the_repo_loadable_then_repush_completes(hub, scored, tmp_path, capsys, caplog):
+    """The push is one commit: a failure at any step leaves the previous state online, whole."""
     caplog.set_level(logging.DEBUG)
     saved = tmp_path / "scored"
     scored.save_to_disk(str(saved))
     on_disk = datasets.load_from_disk(str(saved))
     before = _snapshot_dir(saved)
     repo = f"{ORG}/flaky"
-    # first config commits, the second commit loses the connection
-    hub.faults.append(Fault("POST", r"/commit/", error=httpx2.ConnectError, skip=1))
-
+    push_rap_dataset(on_disk, repo, token=WRITE_TOKEN)
+    online = dict(hub.files(repo))
+    # a re-selection whose commit loses the connection
+    hub.faults.append(Fault("POST", r"/commit/", error=httpx2.ConnectError))
     with pytest.raises(HubPushError) as failure:
-        push_rap_dataset(on_disk, repo, token=WRITE_TOKEN)
-    assert failure.value.cause == "network" and "'scores'" in failure.value.step
+        push_rap_dataset(on_disk, repo, token=WRITE_TOKEN, config=RAPConfig(lambda_c=0.0))
+    assert failure.value.cause == "network" and "committing" in failure.value.step
     message = str(failure.value)
     assert "network error (ConnectError" in message and "run the same push again" in message
+    assert hub.files(repo) == online  # nothing half-pushed: the old version is still whole
+    assert len(load_repo(repo, None, tmp_path / "cache", split="train")) == 3
     assert _snapshot_dir(saved) == before  # nothing written next to the user's data (no cache files)
-    assert "selected/train-00000-of-00001.parquet" in hub.files(repo)  # half-pushed
-    assert not any(p.startswith("scores/") for p in hub.files(repo))
 
-    push_rap_dataset(on_disk, repo, token=WRITE_TOKEN)
-    figures = [f"rap/figures/{name}.png" for name in ("stage_counts", *(f"hist_{c}" for c in HISTOGRAMS))]
+    push_rap_dataset(on_disk, repo, token=WRITE_TOKEN, config=RAPConfig(lambda_c=0.0))
+    assert len(commits(hub, repo)) == 2
+    figures = ["rap/figures/selection.png"]
     shards = [
         f"{config}/{split}-00000-of-00001.parquet" for config in ("scores", "selected") for split in scored
     ]
     assert sorted(hub.files(repo)) == sorted(
         [".gitattributes", "README.md", "rap/report.json", *figures, *shards]
     )
-    card = DatasetCard(hub.files(repo)["README.md"].decode())
-    assert [c["config_name"] for c in card.data.to_dict()["configs"]] == ["scores", "selected"]
-    loaded = datasets.load_dataset(str(hub.dir(repo)), "scores", cache_dir=str(tmp_path / "cache"))
-    assert_same_rows(loaded["test"], select_cognitive_samples(scored)["test"])
+    loaded = load_repo(repo, "scores", tmp_path / "cache")
+    assert_same_rows(loaded["test"], select_cognitive_samples(scored, RAPConfig(lambda_c=0.0))["test"])
     assert _snapshot_dir(saved) == before
     output = capsys.readouterr()
     assert WRITE_TOKEN not in caplog.text + output.out + output.err + message + repr(failure.value)
+
+
+def test_concurrent_commit_is_detected_not_overwritten(hub, scored):
+    """The commit names its parent: a commit that lands meanwhile makes the push fail (HTTP 412)."""
+    repo = f"{ORG}/race"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    hub.faults.append(Fault("POST", r"/commit/", status=412))
+    with pytest.raises(HubPushError) as failure:
+        push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=RAPConfig(lambda_c=0.0))
+    assert failure.value.cause == "conflict"
+
+
+def test_push_with_zero_selected_rows(hub, scored, tmp_path):
+    """Nothing selected: refused by default; opt-in pushes `scores` alone and removes an old `selected`."""
+    repo = f"{ORG}/empty"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    assert any(p.startswith("selected/") for p in hub.files(repo))
+    nothing = RAPConfig(lambda_c=1.5, use_drm=False)
+    requests = len(hub.requests)
+    with pytest.raises(ValueError, match="allow_empty_selection"):
+        push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=nothing)
+    assert len(hub.requests) == requests  # refused before any request
+
+    result = push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=nothing, allow_empty_selection=True)
+    assert result.committed and "selected" not in result.rows and result.counts["kept"] == 0
+    assert sorted(p for p in result.deleted if p.startswith("selected/")) == [
+        "selected/test-00000-of-00001.parquet",
+        "selected/train-00000-of-00001.parquet",
+    ]
+    assert not any(p.startswith("selected/") for p in hub.files(repo))
+    card = pushed_card(hub, repo)
+    assert [(c["config_name"], c.get("default")) for c in card.data.to_dict()["configs"]] == [
+        ("scores", True)
+    ]
+    assert card.data.to_dict()["dataset_info"]["config_name"] == "scores"  # one config: a mapping, not a list
+    assert "No row passed this selection, so this push shares the scores only" in card.text
+    assert "RAPGRPOTrainer(" not in card.text and "| `scores` (default) | 13 |" in card.text
+    report = json.loads(hub.files(repo)["rap/report.json"])
+    assert "selected" not in report["configs"] and report["selected"] == 0
+    cache = tmp_path / "cache"
+    assert len(load_repo(repo, None, cache, split="train")) == 8  # the default config is now `scores`
+    with pytest.raises(ValueError):
+        load_repo(repo, "selected", cache)
+
+    # a fresh repo can be scores-only from the start
+    fresh = push_rap_dataset(
+        scored, f"{ORG}/empty2", token=WRITE_TOKEN, config=nothing, allow_empty_selection=True
+    )
+    assert fresh.rows == {"scores": {"train": 8, "test": 5}}
+
+
+# ------------------------------------------------------------------------------------------- tests: card
+
+
+def test_card_metadata_defaults_from_the_source_dataset(hub, scored):
+    """license/language/citation copied from the source's card, size/task/source defaults, tags merged."""
+    hub.add_repo(SOURCE_ID, {"README.md": SOURCE_CARD})
+    hub.models[MODEL_ID] = MODEL_SHA
+    repo = f"{USER}/geo-rap"
+    push_rap_dataset(
+        scored, repo, token=WRITE_TOKEN, scoring=scoring_metadata(), card_metadata={"tags": ["geometry"]}
+    )
+    card = pushed_card(hub, repo)
+    data = card.data.to_dict()
+    assert data["license"] == "cc-by-4.0" and data["language"] == ["en"]
+    assert data["source_datasets"] == [SOURCE_ID] and data["task_categories"] == ["image-text-to-text"]
+    assert data["size_categories"] == ["n<1K"] and data["pretty_name"] == "geo-rap (RAP selection)"
+    assert data["tags"] == [
+        "rap",
+        "rap-hf",
+        "data-selection",
+        "multimodal-reasoning",
+        "reinforcement-learning",
+        "geometry",
+    ]
+    assert (
+        f"- dataset: [`{SOURCE_ID}`](https://huggingface.co/datasets/{SOURCE_ID}), split `train`" in card.text
+    )
+    assert "- license: `cc-by-4.0` (from the source dataset's card)" in card.text
+    assert "@article{geovqa2024," in card.text  # the source's citation
+    assert "@misc{alice_geo_rap," in card.text and "## Limitations" in card.text
+    assert "| image | Image | the image |" in card.text  # the source columns are documented
+    report = json.loads(hub.files(repo)["rap/report.json"])
+    assert report["source"]["license"] == "cc-by-4.0" and report["source"]["hub_id"] == SOURCE_ID
+
+    # explicit metadata wins over the source's, and tags stay merged
+    push_rap_dataset(
+        scored,
+        repo,
+        token=WRITE_TOKEN,
+        scoring=scoring_metadata(),
+        card_metadata={"license": "mit", "tags": ["vqa"]},
+    )
+    data = pushed_card(hub, repo).data.to_dict()
+    assert data["license"] == "mit" and {"geometry", "vqa", "rap"} <= set(data["tags"])
+    assert "this dataset's card declares `mit`" in pushed_card(hub, repo).text
+
+
+def test_source_card_unreachable_degrades_gracefully(hub, scored, caplog):
+    push_rap_dataset(
+        scored, f"{USER}/nosrc", token=WRITE_TOKEN, scoring=scoring_metadata(dataset="nobody/missing")
+    )
+    card = pushed_card(hub, f"{USER}/nosrc")
+    assert "license" not in card.data.to_dict() and card.data.source_datasets == ["nobody/missing"]
+    assert "the source dataset's card could not be read: check its terms before reuse" in card.text
+    assert "could not read the card of source dataset 'nobody/missing'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"license": "Apache 2.0"}, "'license'"),
+        ({"license": "other"}, "license_name"),
+        ({"language": ["en-US"]}, "'language'"),
+        ({"size_categories": "small"}, "'size_categories'"),
+        ({"task_categories": "Image Text To Text"}, "'task_categories'"),
+        ({"tags": ["has space"]}, "'tags'"),
+        ({"language": None}, "has no value"),
+        ({"source_datasets": "org/name"}, "list of strings"),
+        ({"configs": [{"data_files": "x/*"}]}, "'configs'"),
+    ],
+)
+def test_card_metadata_is_checked_locally_before_any_request(hub, scored, metadata, problem):
+    from rap_hf.hub import check_card_metadata
+
+    assert any(problem in p for p in check_card_metadata(metadata)), check_card_metadata(metadata)
+    with pytest.raises(ValueError, match="nothing was uploaded"):
+        push_rap_dataset(scored, f"{USER}/bad", token=WRITE_TOKEN, card_metadata=metadata)
+    assert hub.requests == []
+
+
+def test_valid_card_metadata_passes_the_local_check():
+    from rap_hf.hub import check_card_metadata
+
+    good = {
+        "license": ["cc-by-4.0", "mit"],
+        "language": ["en", "fr", "zh"],
+        "size_categories": ["1K<n<10K"],
+        "task_categories": ["image-text-to-text", "visual-question-answering"],
+        "source_datasets": ["org/name"],
+        "tags": ["rap", "math"],
+        "pretty_name": "My set",
+        "annotations_creators": ["machine-generated"],
+    }
+    assert check_card_metadata(good) == []
+    assert (
+        check_card_metadata({"license": "other", "license_name": "my-license", "license_link": "LICENSE"})
+        == []
+    )
+
+
+def test_hub_validator_runs_before_any_upload(hub, scored):
+    """A value the local rules accept but the Hub refuses stops the push before any data is uploaded."""
+    with pytest.raises(HubPushError) as failure:
+        push_rap_dataset(scored, f"{USER}/gpl", token=WRITE_TOKEN, card_metadata={"license": "gpl-3.0"})
+    assert failure.value.cause == "invalid_metadata" and '"license" must be one of' in str(failure.value)
+    assert uploads(hub) == 0 and f"{USER}/gpl" not in hub.repos  # nothing created, nothing uploaded
+
+
+def test_bad_metadata_in_the_repos_current_card_is_reported(hub, scored):
+    repo = f"{USER}/handbad"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    readme = hub.files(repo)["README.md"].decode().replace("tags:\n", "language:\n- en-US\ntags:\n", 1)
+    hub.repos[repo].commits[hub.repos[repo].refs["main"]]["README.md"] = readme.encode()  # a bad hand edit
+    with pytest.raises(ValueError, match="repo's current card.*'language'"):
+        push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=RAPConfig(lambda_c=0.0))
+    assert len(commits(hub, repo)) == 1
+
+
+def test_local_hub_serves_head_and_rejects_bad_metadata(hub, scored, tmp_path):
+    """The stand-in behaves like the Hub where the tests rely on it."""
+    repo = f"{USER}/stand-in"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    api = huggingface_hub.HfApi(token=WRITE_TOKEN)
+    url = huggingface_hub.hf_hub_url(repo, "rap/figures/selection.png", repo_type="dataset")
+    meta = huggingface_hub.get_hf_file_metadata(url, token=WRITE_TOKEN)
+    content = hub.files(repo)["rap/figures/selection.png"]
+    assert meta.commit_hash == hub.repos[repo].refs["main"] and meta.size == len(content)
+    assert meta.etag == hashlib.sha256(content).hexdigest()
+    path = huggingface_hub.hf_hub_download(
+        repo, "README.md", repo_type="dataset", cache_dir=str(tmp_path / "c")
+    )
+    assert Path(path).read_bytes() == hub.files(repo)["README.md"]
+    bad = b"---\nlicense: Apache 2.0\n---\n# x\n"
+    with pytest.raises(
+        ValueError, match="Invalid metadata in README.md"
+    ) as refused:  # huggingface_hub's wording
+        api.upload_file(path_or_fileobj=bad, path_in_repo="README.md", repo_id=repo, repo_type="dataset")
+    assert refused.value.__cause__.response.status_code == 400
+
+
+def test_local_model_path_leaves_no_path_in_any_pushed_file(hub, tmp_path):
+    """A local checkpoint is labelled as such: no path in the card, snippets, report or data."""
+    model_dir = tmp_path / "home" / "me" / "ckpt" / "tiny-model"
+    model_dir.mkdir(parents=True)
+    (model_dir / "config.json").write_text("{}")
+    data_dir = tmp_path / "home" / "me" / "data" / "my-vqa"
+    data_dir.mkdir(parents=True)
+    scoring = {
+        "model": str(model_dir),
+        "revision": None,
+        "dataset": str(data_dir),
+        "split": "train",
+        "rows": 8,
+        "scoring_seconds": 30.0,
+        "num_processes": 1,
+        "device": "cpu",
+        "errors": 1,
+        "error_reasons": {f"cannot open {data_dir}/7.png": 1},
+        "warnings": [
+            f"RAP scoring failed on 1 of 8 rows (rap_error); the most common reason: 'cannot open {data_dir}/7.png'"
+        ],
+        "fingerprint": "abc",
+        "fingerprint_inputs": {"model": {"name": str(model_dir), "weights": [["model.safetensors", 10]]}},
+        "rap_config": RAPConfig(num_rollouts=5).to_dict(),
+    }
+    dataset = make_scored(seed=8, image_files=tmp_path / "home" / "me" / "images")
+    repo = f"{USER}/local-model"
+    push_rap_dataset(dataset, repo, token=WRITE_TOKEN, scoring=scoring)
+    for name, content in hub.files(repo).items():
+        for secret in (str(tmp_path), "/home/me", str(model_dir), str(data_dir)):
+            assert secret.encode() not in content, (name, secret)
+    card = pushed_card(hub, repo)
+    assert "| scoring model | a local checkpoint `tiny-model` (not on the Hub) |" in card.text
+    assert (
+        'model="YOUR_SCORING_MODEL",  # replace: the data was scored with a local checkpoint (tiny-model)'
+        in card.text
+    )
+    assert "- dataset: a local dataset (not on the Hub), split `train`" in card.text
+    assert "| hardware | CPU |" in card.text and "GPU-hours" not in card.text
+    report = json.loads(hub.files(repo)["rap/report.json"])
+    assert report["scoring"]["model"] == {
+        "kind": "local",
+        "hub_id": None,
+        "commit": None,
+        "commit_source": None,
+        "revision": None,
+        "local_name": "tiny-model",
+    }
+    assert "fingerprint_inputs" not in report["scoring"] and "error_reasons" not in report["scoring"]
+    # a warning quoting a file keeps its message, not the path
+    assert report["scoring"]["warnings"] == [
+        "RAP scoring failed on 1 of 8 rows (rap_error); the most common reason: 'cannot open <local path>/7.png'"
+    ]
+    assert "'cannot open <local path>/7.png'" in card.text  # the card shows the run's warnings
+
+
+def test_last_guard_refuses_a_local_path(hub, scored, monkeypatch, tmp_path):
+    """Should a path slip past the allow-list and the redaction, the push stops before uploading it."""
+    import rap_hf.hub.push as push_module
+
+    model_dir = tmp_path / "secret-model"
+    model_dir.mkdir()
+    monkeypatch.setattr(push_module, "redact_local_paths", lambda value, paths: value)
+    real = push_module.public_scoring
+    monkeypatch.setattr(push_module, "public_scoring", lambda *a: {**real(*a), "leak": str(model_dir)})
+    with pytest.raises(RuntimeError, match="local path"):
+        push_rap_dataset(scored, f"{USER}/guard", token=WRITE_TOKEN, scoring={"model": str(model_dir)})
+    assert uploads(hub) == 0 and f"{USER}/guard" not in hub.repos
+
+
+@pytest.mark.parametrize(
+    ("scoring", "expected_kind", "hub_id", "commit", "source"),
+    [
+        ({"model": MODEL_ID, "model_commit": MODEL_SHA}, "hub", MODEL_ID, MODEL_SHA, "recorded"),
+        ({"model": MODEL_ID, "revision": MODEL_SHA}, "hub", MODEL_ID, MODEL_SHA, "pinned"),
+        ({"model": MODEL_ID}, "hub", MODEL_ID, "f" * 40, "resolved at push time"),
+        (
+            {
+                "model": f"/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-VL-7B-Instruct/snapshots/{MODEL_SHA}"
+            },
+            "hub",
+            MODEL_ID,
+            MODEL_SHA,
+            "cache",
+        ),
+        ({"model": "./ckpt/step-500"}, "local", None, None, None),
+        ({}, "unknown", None, None, None),
+    ],
+)
+def test_scoring_model_is_a_hub_id_plus_commit(scoring, expected_kind, hub_id, commit, source):
+    from rap_hf.hub.provenance import describe_model
+
+    model = describe_model(scoring, resolve=lambda repo, revision: "f" * 40)
+    assert (model.kind, model.hub_id, model.commit, model.commit_source) == (
+        expected_kind,
+        hub_id,
+        commit,
+        source,
+    )
+    assert model.snippet_name == (hub_id or "YOUR_SCORING_MODEL")
+
+
+def test_card_names_the_model_commit_and_the_run_settings(hub, scored):
+    hub.models[MODEL_ID] = MODEL_SHA
+    repo = f"{USER}/qwen"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN, scoring=scoring_metadata(), drop_completions=True)
+    card = pushed_card(hub, repo)
+    assert (
+        f"at commit [`{MODEL_SHA[:12]}`](https://huggingface.co/{MODEL_ID}/commit/{MODEL_SHA})" in card.text
+    )
+    assert "not recorded" not in card.text.split("## Scoring")[1].split("## Source data")[0]
+    assert f'model="{MODEL_ID}",  # the model that scored the data' in card.text
+    # the selection in one line, the scoring settings of the actual run (48/24, not the defaults 256/8)
+    assert (
+        "- **Selection:** λc = 0.5 (keep `rap_cde` ≥ λc); λa = 0.1 on `rap_ace` (ACE mode `paper`; reject above; "
+        "responses under 16 tokens not judged); DRM on, no cap; no budget" in card.text
+    )
+    assert "max_new_tokens = 48" in card.text and "batch_size = 24 (does not change scores)" in card.text
+    assert "M = 5 rollouts per arm" in card.text and "max_new_tokens = 256" not in card.text
+    assert '"max_new_tokens": 256' not in card.text and '"lambda_c": 0.5' in card.text
+    assert "| hardware | GPU |" in card.text and "| GPU-hours | 16.00 (8 GPUs) |" in card.text
+    assert "| rows scored | 13 (1 not scored: stage `error`) |" in card.text
+    assert "(rollout texts dropped)" in card.text
+    report = json.loads(hub.files(repo)["rap/report.json"])
+    assert report["scoring"]["model"]["commit"] == MODEL_SHA
+    assert sorted(report["config"]) == sorted(RAPConfig().selection().to_dict())  # selection fields only
+    assert report["grid"] == {"num_rollouts": 5, "on_grid": True, "source": "recorded"}
+
+
+def test_card_without_scoring_metadata_uses_a_placeholder(hub, scored):
+    push_rap_dataset(scored, f"{USER}/anon", token=WRITE_TOKEN)
+    card = pushed_card(hub, f"{USER}/anon")
+    assert 'model="YOUR_SCORING_MODEL",  # replace: the scoring model was not recorded' in card.text
+    assert "Qwen" not in card.text and "Scoring metadata was not recorded" in card.text
+    assert "exact multiples of 1/5 (M = 5 inferred from the scores: the run did not record it)" in card.text
+
+
+def test_hardware_is_labelled_truthfully():
+    from rap_hf.hub.provenance import hardware
+
+    assert hardware({"device": "cpu", "num_processes": 1}) == ("CPU", 0)
+    assert hardware({"num_processes": 4}) == (None, None)  # processes alone do not say CPU or GPU
+    assert hardware({"device": "cuda:0", "num_processes": 2}) == ("GPU", 2)
+    assert hardware({"num_gpus": 8, "gpu_name": "H100"}) == ("GPU (H100)", 8)
+
+
+def test_hand_edits_outside_the_markers_survive_a_repush(hub, scored):
+    from rap_hf.hub.card import MARKER_END, MARKER_START
+
+    repo = f"{USER}/edited"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    readme = hub.files(repo)["README.md"].decode()
+    yaml_part, body = readme.split("\n---\n", 1)
+    edited = (
+        yaml_part.replace("tags:\n", "tags:\n- hand-tag\n", 1)
+        + "\n---\n"
+        + "> Maintained by the vision lab.\n\n"
+        + body
+        + "\n## Our notes\n\nKept across pushes.\n"
+    )
+    api = huggingface_hub.HfApi(token=WRITE_TOKEN)
+    api.upload_file(
+        path_or_fileobj=edited.encode(), path_in_repo="README.md", repo_id=repo, repo_type="dataset"
+    )
+    # the same data again: the generated part is unchanged and the hand edits are kept, so nothing to commit
+    assert not push_rap_dataset(scored, repo, token=WRITE_TOKEN).committed
+    # another selection: the generated part changes, the hand edits stay
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN, config=RAPConfig(lambda_c=0.0))
+    card = pushed_card(hub, repo)
+    assert card.text.startswith("> Maintained by the vision lab.\n\n" + MARKER_START)
+    assert card.text.endswith(MARKER_END + "\n\n## Our notes\n\nKept across pushes.\n")
+    assert "λc = 0 (keep" in card.text and "hand-tag" in card.data.tags and "rap" in card.data.tags
+
+
+def test_a_hand_written_card_without_markers_is_kept(hub, scored):
+    repo = f"{USER}/handwritten"
+    hub.add_repo(repo, {"README.md": b"---\nlicense: mit\n---\n# Our dataset\n\nWritten by hand.\n"})
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN)
+    card = pushed_card(hub, repo)
+    assert card.text.rstrip().endswith("<!-- rap-hf:generated:end -->\n\n# Our dataset\n\nWritten by hand.")
+    assert card.data.license == "mit"  # the repo's metadata wins over the defaults
+    assert not push_rap_dataset(scored, repo, token=WRITE_TOKEN).committed  # and the result is stable
+
+
+def test_card_without_hub(scored):
+    """The card is rendered from its template: no recorded config or scoring, an empty split left out."""
+    from huggingface_hub import DatasetCardData
+
+    from rap_hf.hub.card import (
+        DATASET_CARD_TEMPLATE,
+        MARKER_END,
+        MARKER_START,
+        build_dataset_card,
+        build_hub_report,
+    )
+
+    assert DATASET_CARD_TEMPLATE.is_file()
+    annotated = select_cognitive_samples(
+        datasets.DatasetDict({"train": make_scored(), "validation": make_scored([_ROWS[4], _ROWS[6]])})
+    )
+    report = build_hub_report(annotated, None, selected_splits=["train"])
+    card = build_dataset_card(
+        annotated,
+        f"{ORG}/plain",
+        card_data=DatasetCardData(pretty_name="Plain"),
+        report=report,
+        config=None,
+        revision="v1",
+    )
+    text = str(card)
+    assert text.startswith("---\n") and text.endswith(MARKER_END + "\n")
+    assert card.text.startswith(MARKER_START + "\n\n# Plain\n")
+    assert "Scoring metadata was not recorded" in text and "- **Selection:** not recorded" in text
+    assert "No row of `validation` is selected, so `selected` has no such split." in text
+    assert f'load_selected("{ORG}/plain", revision="v1")' in text
+    assert "![" not in text and "{{" not in text and "{%" not in text
+    assert _stage_total(text, "error") == 1
+
+
+# ------------------------------------------------------------------------------------------- tests: figures
+
+
+def test_one_figure_grid_with_captions(hub, scored):
+    from rap_hf.report.plots import SELECTION_GRID_CAPTIONS
+
+    repo = f"{USER}/figs"
+    push_rap_dataset(scored, repo, token=WRITE_TOKEN, scoring=scoring_metadata())
+    figures = [p for p in hub.files(repo) if p.startswith("rap/figures/")]
+    assert figures == ["rap/figures/selection.png"]  # one compact grid, not a stack of images
+    image = Image.open(io.BytesIO(hub.files(repo)[figures[0]]))
+    assert image.format == "PNG" and image.size[0] <= 1200 and image.size[1] <= 800
+    card = pushed_card(hub, repo)
+    assert "![Four panels: (a) rows per selection stage;" in card.text  # alt text, not a file name
+    for caption in SELECTION_GRID_CAPTIONS:
+        assert f"- {caption}" in card.text
+    assert "drm_in bars left of λc are rows DRM swapped in" in card.text
+
+
+def test_figure_grid_is_deterministic_and_handles_missing_ace(tmp_path, scored):
+    from rap_hf.report.plots import plot_selection_grid
+
+    annotated = select_cognitive_samples(scored)
+    a = plot_selection_grid(annotated, tmp_path / "a.png", config=RAPConfig())
+    b = plot_selection_grid(annotated, tmp_path / "b.png", config=RAPConfig())
+    assert a.read_bytes() == b.read_bytes()  # a re-push uploads nothing new
+    no_ace = annotated["train"].map(lambda r: {"rap_ace": None}, keep_in_memory=True)
+    assert Image.open(plot_selection_grid(no_ace, tmp_path / "c.png")).format == "PNG"
+    with pytest.raises(ValueError, match="select_cognitive_samples first"):
+        plot_selection_grid(scored["train"], tmp_path / "d.png")
+
+
+def test_plots(tmp_path, scored):
+    """The single-figure functions (rap-hf select, the explorer): grid bins, integer counts."""
+    annotated = select_cognitive_samples(scored)
+    paths = plot_score_histograms(
+        annotated, tmp_path / "a", config=RAPConfig(), columns=("rap_ace", "rap_cde")
+    )
+    assert [p.name for p in paths] == ["hist_rap_ace.png", "hist_rap_cde.png"]
+    assert Image.open(io.BytesIO(paths[0].read_bytes())).format == "PNG"
+    again = plot_score_histograms(
+        annotated, tmp_path / "b", config=RAPConfig(), columns=("rap_ace", "rap_cde")
+    )
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
+    # a column with no finite value (ACE off) or absent is skipped, not drawn empty
+    no_ace = annotated["train"].map(lambda r: {"rap_ace": None}, keep_in_memory=True)
+    assert plot_score_histograms(no_ace, tmp_path / "c", columns=("rap_ace", "not_a_column")) == []
+    stages = plot_stage_counts({"kept": 3, "error": 1}, tmp_path / "c")
+    assert Image.open(stages).format == "PNG"
+    with pytest.raises(TypeError):
+        plot_stage_counts([3, 1], tmp_path / "c")
+
+
+# ------------------------------------------------------------------------------------------- tests: faults
 
 
 @pytest.mark.parametrize(
@@ -781,23 +1428,64 @@ def test_bad_input_fails_before_any_request(hub, scored):
     assert hub.requests == []
 
 
+# ------------------------------------------------------------------------------------------- tests: CLI
+
+
 def test_cli_push(hub, scored, tmp_path, monkeypatch, capsys):
     from rap_hf.cli import main
 
     folder = tmp_path / "scores"
     scored["train"].save_to_disk(str(folder))
     (folder / "rap_scoring.json").write_text(
-        json.dumps({"model": "tiny", "split": "validation", "scoring_seconds": 3.0})
+        json.dumps(
+            scoring_metadata(split="validation", dataset="builtin:visual-arith", device="cpu", num_gpus=None)
+        )
     )
+    card_file = tmp_path / "card.yaml"
+    card_file.write_text("language: [en]\ntags: [geometry]\nlicense: cc-by-sa-4.0\n")
     monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)
-    args = ["push", "--scores", str(folder), "--repo-id", f"{ORG}/cli", "--private", "--lambda_c", "-1"]
+    args = [
+        "push", "--scores", str(folder), "--repo-id", f"{ORG}/cli", "--private", "--lambda_c", "-1",
+        "--card_metadata", str(card_file), "--license", "cc-by-4.0", "--pretty_name", "My RAP set",
+        "--task_categories", "image-text-to-text", "visual-question-answering",
+    ]  # fmt: skip
     assert main(args) == 0
     assert hub.repos[f"{ORG}/cli"].private
-    loaded = load_dataset_dir(hub.dir(f"{ORG}/cli"), "selected", "validation", tmp_path / "cache")
+    loaded = load_repo(f"{ORG}/cli", "selected", tmp_path / "cache", split="validation")
     # lambda_c=-1: CDE keeps all 7 scored rows, ACE rejects one, DRM swaps the trivial row for it: 6
     assert len(loaded) == 6
     out = capsys.readouterr().out
     assert "load_dataset('rap-org/cli', 'selected')" in out and WRITE_TOKEN not in out
+    card = pushed_card(hub, f"{ORG}/cli")
+    data = card.data.to_dict()
+    assert (
+        data["license"] == "cc-by-4.0" and data["pretty_name"] == "My RAP set" and data["language"] == ["en"]
+    )
+    assert data["task_categories"] == ["image-text-to-text", "visual-question-answering"]
+    assert "geometry" in data["tags"] and "source_datasets" not in data
+    assert "| hardware | CPU |" in card.text and "max_new_tokens = 48" in card.text
+    assert "rap-hf built-in dataset `visual-arith`" in card.text
+
+    # scoring flags are not push flags: they would only have been written onto the card
+    assert main(["push", "--scores", str(folder), "--repo-id", f"{ORG}/cli", "--num_rollouts", "3"]) == 2
+    assert "unknown arguments" in capsys.readouterr().err
+
+    # nothing selected: an error naming the opt-in, then the scores-only push
+    strict = [
+        "push",
+        "--scores",
+        str(folder),
+        "--repo-id",
+        f"{ORG}/cli",
+        "--lambda_c",
+        "1.5",
+        "--use_drm",
+        "false",
+    ]
+    assert main(strict) == 2 and "--allow_empty_selection" in capsys.readouterr().err
+    assert main([*strict, "--allow_empty_selection"]) == 0
+    assert "scores only (8 rows, nothing selected)" in capsys.readouterr().out
+    assert not any(p.startswith("selected/") for p in hub.files(f"{ORG}/cli"))
 
     # a HubPushError is a RAPUserError: one line on stderr, exit status 2, no traceback
     monkeypatch.delenv("HF_TOKEN")
@@ -827,19 +1515,8 @@ def test_hub_scripts(hub, scored, tmp_path, monkeypatch, capsys):
         runpy.run_path(str(REPO_ROOT / "hub_scripts" / "push_scores.py"), run_name="__main__")
     assert done.value.code == 0
     output = tmp_path / "selected-copy"
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "load_selected.py",
-            "--repo_id",
-            str(hub.dir(f"{USER}/script")),
-            "--output",
-            str(output),
-            "--cache_dir",
-            str(tmp_path / "cache"),
-        ],
-    )
+    argv = ["load_selected.py", "--repo_id", f"{USER}/script", "--split", "train", "--output", str(output)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--cache_dir", str(tmp_path / "cache")])
     with pytest.raises(SystemExit) as done:
         runpy.run_path(str(REPO_ROOT / "hub_scripts" / "load_selected.py"), run_name="__main__")
     assert done.value.code == 0
@@ -860,47 +1537,3 @@ def test_public_names_and_error_type():
     assert issubclass(HubPushError, RAPUserError) and issubclass(HubPushError, RuntimeError)
     error = HubPushError("boom", cause="network", step="pushing")
     assert (str(error), error.cause, error.step, error.status_code) == ("boom", "network", "pushing", None)
-
-
-def test_card_without_hub(scored):
-    """The card is rendered from its template: no recorded config or scoring, an empty split left out."""
-    from rap_hf.hub.card import DATASET_CARD_TEMPLATE, build_dataset_card
-
-    assert DATASET_CARD_TEMPLATE.is_file()
-    annotated = select_cognitive_samples(
-        datasets.DatasetDict({"train": make_scored(), "validation": make_scored([_ROWS[4], _ROWS[6]])})
-    )
-    card = build_dataset_card(annotated, f"{ORG}/plain", config=None, revision="v1")
-    text = str(card)
-    assert text.startswith("---\n") and text.endswith("}\n```\n")
-    assert card.text.startswith("\n# plain: RAP scores and selected subset\n")
-    assert card.data.pretty_name == "plain (RAP selection)" and "rap" in card.data.tags
-    assert (
-        "Scoring metadata was not recorded" in text and "The selection configuration was not recorded" in text
-    )
-    assert "No row of `validation` is selected, so `selected` has no such split." in text
-    assert f'load_selected("{ORG}/plain", split="train", revision="v1")' in text
-    assert "![" not in text and "{{" not in text and "{%" not in text
-    assert _stage_total(text, "error") == 1
-
-
-def test_plots(tmp_path, scored):
-    """The figure functions on their own (the push tests draw the full set)."""
-    annotated = select_cognitive_samples(scored)
-    paths = plot_score_histograms(
-        annotated, tmp_path / "a", config=RAPConfig(), columns=("rap_ace", "rap_cde")
-    )
-    assert [p.name for p in paths] == ["hist_rap_ace.png", "hist_rap_cde.png"]
-    assert Image.open(io.BytesIO(paths[0].read_bytes())).format == "PNG"
-    # same data, same bytes: a re-push uploads nothing new
-    again = plot_score_histograms(
-        annotated, tmp_path / "b", config=RAPConfig(), columns=("rap_ace", "rap_cde")
-    )
-    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
-    # a column with no finite value (ACE off) or absent is skipped, not drawn empty
-    no_ace = annotated["train"].map(lambda r: {"rap_ace": None}, keep_in_memory=True)
-    assert plot_score_histograms(no_ace, tmp_path / "c", columns=("rap_ace", "not_a_column")) == []
-    stages = plot_stage_counts({"kept": 3, "error": 1}, tmp_path / "c")
-    assert Image.open(stages).format == "PNG"
-    with pytest.raises(TypeError):
-        plot_stage_counts([3, 1], tmp_path / "c")

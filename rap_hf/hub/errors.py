@@ -32,7 +32,8 @@ class HubPushError(RAPUserError, RuntimeError):
 
     Attributes:
         cause: one of ``offline``, ``network``, ``unauthorized``, ``forbidden``, ``not_found``,
-            ``rate_limited``, ``conflict``, ``server_error``, ``http_error``.
+            ``rate_limited``, ``conflict``, ``server_error``, ``http_error``, ``invalid_metadata`` (the Hub
+            rejected the card's YAML; nothing was uploaded).
         status_code: the HTTP status when the Hub answered, else None.
         step: what the push was doing when it failed.
     """

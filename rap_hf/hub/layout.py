@@ -14,3 +14,7 @@ RAP_DIR = "rap"
 """Folder of the files rap-hf owns besides the data and README.md; a push replaces its whole content."""
 REPORT_PATH = f"{RAP_DIR}/report.json"
 FIGURES_DIR = f"{RAP_DIR}/figures"
+SELECTION_FIGURE = f"{FIGURES_DIR}/selection.png"
+"""The one figure of the card: the selection grid (`rap_hf.report.plots.plot_selection_grid`)."""
+OWNED_PREFIXES = (f"{SELECTED_CONFIG}/", f"{SCORES_CONFIG}/", f"{RAP_DIR}/")
+"""Folders whose whole content a push rewrites: files there that a push does not write are deleted."""
