@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import BatchFeature, GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 ARM_MM = "mm"
 ARM_TEXT = "text"
@@ -153,20 +153,35 @@ class Rollouts:
     num_generated_tokens: int
 
 
-def _processor_inputs(
-    processor, texts: list[str], images: list[Image.Image] | None
-) -> dict[str, torch.Tensor]:
-    kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
-    if images:
-        kwargs["images"] = images
+def processor_inputs(
+    processor: Any, texts: Sequence[str], images: Sequence[Sequence[Image.Image]] | None = None
+) -> BatchFeature:
+    """Model inputs for a batch of rendered prompts, following the processor's own contract.
+
+    - ``images[i]`` are the images of ``texts[i]``, passed nested (one list per sample): the form every
+      processor accepts, and the only one some accept (Gemma 3 and SmolVLM count images per sample; LLaVA-
+      OneVision derives ``batch_num_images`` from it and only tiles single-image samples). ``None``, or only
+      empty lists, means no images: the text-only arm gets no pixel inputs at all.
+    - Left padding, asked for in the call itself: every row's prompt then ends at the same position, so
+      generation appends in lockstep. A call argument is the one setting every processor honours (a
+      ``padding_side`` saved in the tokenizer config would override the tokenizer attribute).
+    - No second bos: when the chat template already starts the prompt with the tokenizer's bos token (Gemma,
+      Llama 3), the tokenizer must not add another one. This is the rule of transformers'
+      ``ProcessorMixin.apply_chat_template(tokenize=True)``, which is how TRL's GRPO trainer tokenizes the same
+      prompts, so scoring sees the token ids training will see.
+
+    Everything else the processor returns (``pixel_values``, ``image_grid_thw``, ``pixel_attention_mask``,
+    ``image_sizes``, ``batch_num_images``, ``token_type_ids``, ...) is passed on to the model unchanged.
+    """
+    texts = list(texts)
+    kwargs: dict[str, Any] = {"text": texts, "padding": True, "padding_side": "left", "return_tensors": "pt"}
+    if images is not None and any(images):
+        kwargs["images"] = [list(sample) for sample in images]
     tokenizer = getattr(processor, "tokenizer", processor)
-    # Left padding: every row's prompt ends at the same position, so generation appends in lockstep.
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        return processor(**kwargs)
-    finally:
-        tokenizer.padding_side = previous_side
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and texts and all(text.startswith(bos) for text in texts):
+        kwargs["add_special_tokens"] = False
+    return processor(**kwargs)
 
 
 def render_prompt(processor, messages: list[dict]) -> str:
@@ -216,14 +231,13 @@ def generate_rollouts(
     under ZeRO-3); None lets transformers decide.
     """
     repeats = [len(s) for s in row_seeds]
+    # One sequence per completion: each prompt (and its images, still one list per sequence) repeated.
     flat_texts = [p for p, r in zip(prompts, repeats, strict=True) for _ in range(r)]
-    flat_images: list[Image.Image] = []
+    flat_images: list[list[Image.Image]] | None = None
     if images is not None:
-        for imgs, r in zip(images, repeats, strict=True):
-            for _ in range(r):
-                flat_images.extend(imgs or [])
+        flat_images = [list(imgs or []) for imgs, r in zip(images, repeats, strict=True) for _ in range(r)]
     flat_seeds = [s for seeds in row_seeds for s in seeds]
-    inputs = _processor_inputs(processor, flat_texts, flat_images or None).to(model.device)
+    inputs = processor_inputs(processor, flat_texts, flat_images).to(model.device)
     prompt_length = inputs["input_ids"].shape[1]
     tokenizer = getattr(processor, "tokenizer", processor)
     stops = stop_token_ids(model, processor)
