@@ -1,16 +1,17 @@
 """GRPO training on RAP-selected data with TRL: `RAPGRPOConfig`, `RAPGRPOTrainer`, online RAP's sampler, and
-the ``rap-hf train`` / ``accelerate launch`` entry point.
+the training script that ``rap-hf train`` and ``accelerate launch`` run.
 
 Modules: ``config`` (RAPGRPOConfig), ``trainer`` (RAPGRPOTrainer, data preparation), ``sampler``
-(OnlineRepeatSampler), ``script`` (the training script's ``main``), ``launch`` (``rap-hf train``). The
-retire/replace rule itself is `rap_hf.training.online.OnlineSelector`.
+(OnlineRepeatSampler), ``online`` (`OnlineSelector`: the retire/replace rule), ``script`` (the training
+script's ``main``), ``trl_hooks`` (the TRL hooks the trainer overrides, checked against the installed TRL).
+``rap-hf train`` itself is `rap_hf.cli.train`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# Lazy, like rap_hf/__init__.py: importing the package must not import TRL (the CLI imports `launch` at start-up).
+# Lazy, like rap_hf/__init__.py: importing the package must not import TRL.
 _EXPORTS = {
     "RAPGRPOConfig": "rap_hf.training.config",
     "RAPGRPOTrainer": "rap_hf.training.trainer",

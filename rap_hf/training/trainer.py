@@ -33,8 +33,9 @@ import torch
 from accelerate.utils import gather
 from datasets import Dataset, IterableDataset
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 
+from rap_hf.errors import RAPUserError
 from rap_hf.rewards import accuracy_reward
 from rap_hf.selection import ERROR, SELECTED_COLUMN, STAGE_COLUMN, select_cognitive_samples, stage_counts
 from rap_hf.training.config import RAPGRPOConfig
@@ -49,6 +50,7 @@ __all__ = [
     "POOL_INDEX_COLUMN",
     "PreparedTrainingData",
     "RAPGRPOTrainer",
+    "check_rap_requirements",
     "prepare_training_data",
     "resolve_reward_funcs",
 ]
@@ -60,6 +62,8 @@ ONLINE_STATE_FILE = "rap_online_state.json"
 #: Score columns whose presence (without ``rap_stage``) means "scored but not selected yet".
 SCORE_COLUMNS = ("rap_acc_mm", "rap_cde")
 COMPLETION_COLUMNS = ("rap_completions_mm", "rap_completions_text")
+#: The column `rap_hf.rewards.accuracy_reward` reads (the reference answer).
+SOLUTION_COLUMN = "solution"
 
 
 @dataclass
@@ -68,14 +72,14 @@ class PreparedTrainingData:
 
     Attributes:
         dataset: the rows to train on (online mode: the active pool first, then the reserve, with a
-            ``rap_pool_index`` column).
+            ``rap_pool_index`` column); None when TRL's ``environment_factory`` owns the data.
         active: positions (in ``dataset``) of the initial active pool: every row offline.
         reserve: positions of the reserve rows, in replacement order (online mode with ``"selected"``).
         source_rows: position in the input dataset of every row of ``dataset`` (None for iterable datasets).
         stage_counts: rows per selection stage of the input, when it carries (or got) an annotation.
     """
 
-    dataset: Dataset | IterableDataset
+    dataset: Dataset | IterableDataset | None
     active: list[int] = field(default_factory=list)
     reserve: list[int] = field(default_factory=list)
     source_rows: list[int] | None = None
@@ -103,7 +107,7 @@ def _annotate(dataset: Dataset, args: RAPGRPOConfig) -> Dataset:
     if all(column in dataset.column_names for column in SCORE_COLUMNS):
         logger.info("RAP: the dataset is scored but not selected; running select_cognitive_samples")
         return select_cognitive_samples(dataset, args.rap_selection_config())
-    raise ValueError(
+    raise RAPUserError(
         "rap_train_on='selected' needs a dataset scored by RAPDataFilter (columns "
         f"{list(SCORE_COLUMNS)}) or annotated by select_cognitive_samples (column {SELECTED_COLUMN!r}); "
         f"got columns {dataset.column_names}. For a dataset that is already the selected subset (e.g. the Hub "
@@ -119,7 +123,7 @@ def prepare_training_data(dataset: Dataset | IterableDataset, args: RAPGRPOConfi
     """
     if isinstance(dataset, IterableDataset):
         if args.rap_train_on != "as_is" or args.rap_online:
-            raise ValueError(
+            raise RAPUserError(
                 "an IterableDataset (streaming) can only be trained on with rap_train_on='as_is' and "
                 "rap_online=False: selection needs the score columns of every row, and online RAP needs "
                 "indexable rows"
@@ -192,7 +196,10 @@ def prepare_training_data(dataset: Dataset | IterableDataset, args: RAPGRPOConfi
 
 def resolve_reward_funcs(reward_funcs: Any, args: RAPGRPOConfig) -> list[Any]:
     """The reward functions handed to TRL: `accuracy_reward` first (when ``args.rap_accuracy_reward``), then
-    ``reward_funcs`` (a function, a reward-model id, or a list of them), in order."""
+    ``reward_funcs`` (a function, a reward-model id, or a list of them), in order.
+
+    May be empty (no reward function and ``rap_accuracy_reward=False``): TRL then decides, and accepts it only when
+    an ``environment_factory`` environment owns the reward (``get_reward``)."""
     if reward_funcs is None:
         funcs: list[Any] = []
     elif isinstance(reward_funcs, (list, tuple)):
@@ -203,28 +210,126 @@ def resolve_reward_funcs(reward_funcs: Any, args: RAPGRPOConfig) -> list[Any]:
     if args.rap_accuracy_reward and not any(f is accuracy_reward for f in funcs):
         funcs.insert(0, accuracy_reward)
         if args.reward_weights is not None and len(args.reward_weights) == user_count:
-            raise ValueError(
+            raise RAPUserError(
                 f"reward_weights has {user_count} weight(s), one per reward function you passed, but "
                 "rap_accuracy_reward=True puts rap_hf.rewards.accuracy_reward first: give its weight first "
                 f"({user_count + 1} weights), or set rap_accuracy_reward=False"
             )
-    if not funcs:
-        raise ValueError("no reward function: pass reward_funcs, or keep rap_accuracy_reward=True")
     return funcs
+
+
+def _column_names(dataset: Any) -> list[str] | None:
+    """A dataset's columns; None when unknown (e.g. a streamed dataset without features)."""
+    names = getattr(dataset, "column_names", None)
+    return list(names) if names is not None else None
+
+
+def check_rap_requirements(
+    train_dataset: Dataset | IterableDataset | None,
+    args: RAPGRPOConfig,
+    reward_funcs: Sequence[Any],
+    eval_dataset: Any = None,
+    *,
+    defaults: bool = False,
+) -> None:
+    """Fail now, with one `RAPUserError` naming each option, if the data lacks what an enabled RAP feature reads.
+
+    Checked before the model is loaded (each would otherwise fail later, some only at the first training step):
+
+    * no ``train_dataset`` (TRL's ``environment_factory`` owning the data): only without RAP features;
+    * ``rap_train_on="selected"``: score columns (``rap_acc_mm``, ``rap_cde``) or an annotation (``rap_selected``);
+    * ``rap_train_on`` other than ``"as_is"`` or ``rap_online``: an indexable `Dataset`, not a streamed one;
+    * `accuracy_reward` among ``reward_funcs`` (``rap_accuracy_reward=True`` puts it first): a ``solution`` column,
+      in ``train_dataset`` and in every evaluation dataset (TRL computes rewards there too).
+
+    ``defaults`` says ``args`` was not given (RAPGRPOConfig's defaults, which turn RAP on): the message then says how
+    to get TRL's behaviour instead.
+    """
+    problems: list[str] = []
+    if train_dataset is None:
+        if args.rap_features():
+            problems.append(
+                f"no train_dataset, but {', '.join(args.rap_features())} need(s) the training rows. By design, RAP "
+                "selects and rewards rows of a dataset; data owned by an environment (TRL's environment_factory "
+                "without a train_dataset) is accepted only with the RAP features off (rap_train_on='as_is', "
+                "rap_accuracy_reward=False, rap_online=False)"
+            )
+    else:
+        columns = _column_names(train_dataset)
+        streamed = isinstance(train_dataset, IterableDataset)
+        if streamed and (args.rap_train_on != "as_is" or args.rap_online):
+            problems.append(
+                f"train_dataset is an IterableDataset (streamed), but rap_train_on={args.rap_train_on!r} and "
+                f"rap_online={args.rap_online} need every row up front: selection reads the score columns of "
+                "all rows and online RAP indexes rows. Load it as a Dataset, or use rap_train_on='as_is' offline"
+            )
+        elif args.rap_train_on == "selected" and columns is not None:
+            annotated = SELECTED_COLUMN in columns
+            scored = all(c in columns for c in SCORE_COLUMNS)
+            if not (annotated or scored):
+                problems.append(
+                    "rap_train_on='selected' trains on the rows RAP selected, so it needs a dataset scored by "
+                    f"RAPDataFilter (columns {list(SCORE_COLUMNS)}) or annotated by select_cognitive_samples "
+                    f"(column {SELECTED_COLUMN!r}); for a dataset that is already the subset (e.g. the Hub config "
+                    "'selected') or plain data, set rap_train_on='as_is'"
+                )
+        if any(f is accuracy_reward for f in reward_funcs):
+            where = (
+                "rap_accuracy_reward=True puts rap_hf.rewards.accuracy_reward first"
+                if args.rap_accuracy_reward
+                else "reward_funcs includes rap_hf.rewards.accuracy_reward"
+            )
+            datasets = {"train_dataset": train_dataset}
+            if isinstance(eval_dataset, dict):
+                datasets.update({f"eval_dataset[{k!r}]": v for k, v in eval_dataset.items()})
+            elif eval_dataset is not None:
+                datasets["eval_dataset"] = eval_dataset
+            for name, dataset in datasets.items():
+                names = _column_names(dataset)
+                if names is not None and SOLUTION_COLUMN not in names:
+                    fix = "set rap_accuracy_reward=False" if args.rap_accuracy_reward else "remove it"
+                    problems.append(
+                        f"{where}, which reads the reference answer from a {SOLUTION_COLUMN!r} column, but "
+                        f"{name} has columns {names}: add a {SOLUTION_COLUMN!r} column, or {fix} and pass your "
+                        "own reward_funcs"
+                    )
+    if not problems:
+        return
+    message = "RAPGRPOTrainer cannot train on this data with these options:\n- " + "\n- ".join(problems)
+    if defaults:
+        message += (
+            "\nNo args were given, so RAPGRPOConfig's defaults apply, and they turn RAP on (by design: "
+            "RAPGRPOTrainer trains on RAP-selected data with RAP's accuracy reward unless told otherwise). To use "
+            "it as a drop-in GRPOTrainer, pass args=GRPOConfig(...) or RAPGRPOConfig(rap_train_on='as_is', "
+            "rap_accuracy_reward=False)."
+        )
+    raise RAPUserError(message)
 
 
 class RAPGRPOTrainer(GRPOTrainer):
     """GRPO (TRL) on RAP-selected data, with optional online re-selection (see the module docstring).
 
+    As a drop-in `GRPOTrainer`: pass a plain `GRPOConfig` (read with the RAP features off, see
+    `RAPGRPOConfig.from_grpo_config`), or a `RAPGRPOConfig` with ``rap_train_on="as_is"``,
+    ``rap_accuracy_reward=False`` and ``rap_online=False``; it then trains exactly as `GRPOTrainer` does
+    (``tests/test_trl_parity.py`` runs TRL's own GRPOTrainer tests against it).
+
     Args:
         model: as for `GRPOTrainer`: a Hub id or local path, or a loaded model.
         reward_funcs: extra reward functions (TRL's signature), run after `accuracy_reward` unless
             ``args.rap_accuracy_reward`` is False. None: `accuracy_reward` alone.
-        args: a `RAPGRPOConfig` (default: one with ``output_dir="<model name>-RAP-GRPO"``).
+        args: a `RAPGRPOConfig`, or a `GRPOConfig` (drop-in, RAP off). None: ``RAPGRPOConfig``'s defaults
+            (RAP on, by design) with ``output_dir="<model name>-RAP-GRPO"``.
         train_dataset: a scored, annotated or already selected `datasets.Dataset` (see
-            ``RAPGRPOConfig.rap_train_on``); an `IterableDataset` only with ``rap_train_on="as_is"`` offline.
+            ``RAPGRPOConfig.rap_train_on``); an `IterableDataset` only with ``rap_train_on="as_is"`` offline;
+            None only with the RAP features off (TRL's ``environment_factory`` owning the data).
         eval_dataset: used as given (no selection).
-        **kwargs: every other `GRPOTrainer` argument (``processing_class``, ``peft_config``, ``callbacks``, ...).
+        **kwargs: every other `GRPOTrainer` argument (``processing_class``, ``peft_config``, ``callbacks``,
+            ``tools``, ``environment_factory``, ...), passed on unchanged.
+
+    Raises:
+        RAPUserError: at construction, before the model is loaded, when the data lacks a column an enabled RAP
+            feature reads (`check_rap_requirements`).
 
     Attributes:
         rap_data: the `PreparedTrainingData` (which input rows are trained on, the reserve, stage counts).
@@ -244,33 +349,39 @@ class RAPGRPOTrainer(GRPOTrainer):
         **kwargs: Any,
     ) -> None:
         check_trl_hooks()  # the overrides below rely on TRL's private hooks: fail clearly if they changed
-        if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
-            args = RAPGRPOConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-RAP-GRPO")
-        elif not isinstance(args, RAPGRPOConfig):
-            raise TypeError(
-                f"RAPGRPOTrainer needs a RAPGRPOConfig, got {type(args).__name__}; build one with the same "
-                "fields (RAPGRPOConfig is a GRPOConfig with rap_* fields added)"
-            )
-        if train_dataset is None:
-            raise ValueError("RAPGRPOTrainer needs a train_dataset (RAP selects rows of it)")
-        self.rap_data = prepare_training_data(train_dataset, args)
+        defaults = args is None
+        args = self._rap_config(model, args)
+        funcs = resolve_reward_funcs(reward_funcs, args)
+        check_rap_requirements(train_dataset, args, funcs, eval_dataset, defaults=defaults)
+        self.rap_data = (
+            prepare_training_data(train_dataset, args)
+            if train_dataset is not None
+            else PreparedTrainingData(dataset=None)
+        )
         self.rap_selector: OnlineSelector | None = None
+        # Columns RAP reads at batch time, kept when remove_unused_columns=True (and only these: as a drop-in, the
+        # reward functions must see exactly the columns they see under GRPOTrainer).
+        self._rap_batch_columns = ([SOLUTION_COLUMN] if any(f is accuracy_reward for f in funcs) else []) + (
+            [POOL_INDEX_COLUMN] if args.rap_online else []
+        )
         super().__init__(
             model=model,
-            reward_funcs=resolve_reward_funcs(reward_funcs, args),
+            reward_funcs=funcs or None,
             args=args,
             train_dataset=self.rap_data.dataset,
             eval_dataset=eval_dataset,
             **kwargs,
         )
 
-        # Distinct prompts in one generation batch (all processes): the pool can never be smaller.
+        # Distinct prompts in one generation batch (all processes): the pool can never be smaller. Checked when RAP
+        # chooses the rows (selection, online pool); rows given as they are train as under GRPOTrainer.
         prompts_per_generation = self.args.generation_batch_size // self.num_generations
-        if not isinstance(self.rap_data.dataset, IterableDataset) and len(self.rap_data.active) < (
-            prompts_per_generation
+        if (
+            isinstance(self.rap_data.dataset, Dataset)
+            and (self.args.rap_train_on == "selected" or self.args.rap_online)
+            and len(self.rap_data.active) < prompts_per_generation
         ):
-            raise ValueError(
+            raise RAPUserError(
                 f"only {len(self.rap_data.active)} training rows, but one generation batch needs "
                 f"{prompts_per_generation} distinct prompts (generation_batch_size={self.args.generation_batch_size}"
                 f" / num_generations={self.num_generations}); lower the batch size or select more rows"
@@ -289,6 +400,24 @@ class RAPGRPOTrainer(GRPOTrainer):
             )
 
     # ------------------------------------------------------------------------------------------- setup
+    @staticmethod
+    def _rap_config(model: Any, args: GRPOConfig | None) -> RAPGRPOConfig:
+        """``args`` as a `RAPGRPOConfig`: RAP's defaults when None, the RAP features off for a plain `GRPOConfig`."""
+        if args is None:
+            # By design RAP's defaults, not a drop-in: `check_rap_requirements` explains when plain data meets them.
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            return RAPGRPOConfig(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-RAP-GRPO")
+        if isinstance(args, RAPGRPOConfig):
+            return args
+        if isinstance(args, GRPOConfig):
+            # TRL's own config asks for TRL's behaviour: the friendliest drop-in keeps every value and adds nothing.
+            logger.info(
+                "RAPGRPOTrainer got a plain GRPOConfig: training as GRPOTrainer would (rap_train_on='as_is', "
+                "rap_accuracy_reward=False, rap_online=False); pass a RAPGRPOConfig to use RAP"
+            )
+            return RAPGRPOConfig.from_grpo_config(args)
+        raise TypeError(f"RAPGRPOTrainer needs a RAPGRPOConfig or a GRPOConfig, got {type(args).__name__}")
+
     def _resolve_correctness_index(self) -> int:
         name = self.args.rap_correctness_reward
         if name is None:
@@ -298,17 +427,18 @@ class RAPGRPOTrainer(GRPOTrainer):
                 else 0
             )
         if name not in self.reward_func_names:
-            raise ValueError(
+            raise RAPUserError(
                 f"rap_correctness_reward={name!r} is not one of the reward functions {self.reward_func_names}"
             )
         return self.reward_func_names.index(name)
 
     # The private TRL hooks below are overridden on purpose; `trl_hooks.check_trl_hooks` guards their signatures.
     def _set_signature_columns_if_needed(self) -> None:
-        # With remove_unused_columns=True TRL keeps only the prompt/image columns; the default reward reads
-        # `solution` and online RAP reads the pool index, so those must survive too.
+        # With remove_unused_columns=True TRL keeps only the prompt/image columns. `accuracy_reward` reads
+        # `solution` and online RAP reads the pool index, so those survive too, but only when in use: otherwise
+        # the reward functions would see a column GRPOTrainer drops.
         super()._set_signature_columns_if_needed()
-        for column in ("solution", POOL_INDEX_COLUMN):
+        for column in self._rap_batch_columns:
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
@@ -393,9 +523,13 @@ class RAPGRPOTrainer(GRPOTrainer):
         state = self.online_state()
         if state is None or not self.args.should_save:
             return None
+        from rap_hf.scoring.checkpointing import atomic_write
+
         path = Path(directory) / ONLINE_STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(state))
+        # Temporary file, fsync, rename: a crash mid-write leaves the previous state or the new one, never a
+        # torn file that would make the resume fail.
+        atomic_write(path, json.dumps(state).encode())
         return path
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:

@@ -4,6 +4,11 @@ TRL does not promise these methods across versions. If one is renamed or its par
 would silently stop being called, or be called with other arguments: online RAP would stop observing rewards,
 or checkpoints would lose the selector state. `check_trl_hooks` turns that into one clear error, raised when a
 trainer is built (and by the test suite on every supported TRL).
+
+A signature can stay while the behaviour changes, so the guard has a second half: ``tests/test_trl_parity.py`` runs
+TRL's own GRPOTrainer tests against `RAPGRPOTrainer` as a drop-in, next to `GRPOTrainer`. After a TRL bump, a RAP
+case failing where its GRPOTrainer twin passes is reported with a note pointing here (and with this module's verdict
+on the installed TRL); a changed signature fails every RAP case up front with `hook_mismatches`' lines.
 """
 
 from __future__ import annotations
