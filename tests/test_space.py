@@ -41,6 +41,7 @@ from rap_hf.explorer.rollouts import ace_rollout_index, mark_rollouts
 from rap_hf.explorer.samples import STAGE_FILTERS, sample_table, sample_view
 from rap_hf.explorer.store import ExplorerStore
 from rap_hf.explorer.synthetic import synthetic_scored_dataset
+from rap_hf.rewards import extract_answer
 from rap_hf.selection import SELECTED_STAGES, STAGES, select_cognitive_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,17 +198,15 @@ def test_overview_images(data):
     assert len(images) == 4 and all(isinstance(i, Image.Image) and i.width > 300 for i in images)
 
 
-def test_store_memoises_selections_and_evicts_unpinned(data):
-    store = ExplorerStore(max_datasets=2)
-    store.put("default", data, pinned=True)
-    first = store.selection("default", RAPConfig())
-    assert store.selection("default", RAPConfig()) is first
-    assert store.selection("default", RAPConfig(lambda_c=0.1)) is not first
-    store.put("a", data)
-    store.put("b", data)
-    store.get("default")
-    with pytest.raises(ExplorerDataError, match="load one again"):
-        store.get("a")
+def test_store_memoises_selections_per_dataset(data, scored):
+    store = ExplorerStore(data, max_selections=2)
+    first = store.selection(data, RAPConfig())
+    assert store.selection(data, RAPConfig()) is first
+    assert store.selection(data, RAPConfig(lambda_c=0.1)) is not first
+    other = ExplorerData.from_dataset(scored, "a visitor's")
+    assert store.selection(other, RAPConfig()) is not first  # per dataset
+    store.selection(data, RAPConfig(lambda_c=0.2))  # the oldest memo of `data` goes, not another dataset's
+    assert store.selection(data, RAPConfig()) is not first
 
 
 # ----------------------------------------------------------------------------------- sample browser
@@ -271,7 +270,8 @@ def test_explain_stage_covers_every_stage():
 def test_mark_rollouts():
     marks = mark_rollouts(["so \\boxed{4}", "it is \\boxed{5}", "nothing"], "5")
     assert [m.correct for m in marks] == [False, True, False]
-    assert [m.answer for m in marks] == ["4", "5", None]
+    # The explorer reports what the public reward code extracts (whatever its rules for bare text).
+    assert [m.answer for m in marks] == ["4", "5", extract_answer("nothing")]
     assert ace_rollout_index(marks) == 1
     assert ace_rollout_index(mark_rollouts(["\\boxed{1}"], "2")) == 0
     assert ace_rollout_index([]) is None
@@ -293,11 +293,12 @@ def test_download_parquet_holds_the_selection(data, tmp_path):
 
 def test_push_is_guarded(data, monkeypatch):
     selection = run_selection(data, RAPConfig())
-    assert "Pushing is off" in push_selection(data, selection, "me/x", allow_push=False)
-    assert "namespace/name" in push_selection(data, selection, "../x", allow_push=True)
+    assert "Pushing is off" in push_selection(data, selection, "x", allow_push=False, namespace="me")
+    assert "--push_namespace" in push_selection(data, selection, "x", allow_push=True)
+    assert "letters, digits" in push_selection(data, selection, "..", allow_push=True, namespace="me")
     monkeypatch.setenv("HF_TOKEN", "")
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
-    assert "No Hub token" in push_selection(data, selection, "me/x", allow_push=True)
+    assert "No Hub token" in push_selection(data, selection, "x", allow_push=True, namespace="me")
 
     calls = {}
 
@@ -306,7 +307,8 @@ def test_push_is_guarded(data, monkeypatch):
         return type("Result", (), {"url": f"https://hub.example/{repo_id}"})()
 
     monkeypatch.setattr("rap_hf.hub.push_rap_dataset", fake_push)
-    message = push_selection(data, selection, "me/x", allow_push=True, token="t")
+    monkeypatch.setattr("huggingface_hub.HfApi.repo_exists", lambda self, repo_id, **kw: False)
+    message = push_selection(data, selection, "me/x", allow_push=True, namespace="me", token="t")
     assert "Pushed" in message and calls["repo_id"] == "me/x" and calls["config"] is selection.config
 
 
@@ -523,7 +525,10 @@ def test_rap_hf_explore_command(monkeypatch):
         "rap_hf.explorer.app.launch_explorer",
         lambda dataset, **kwargs: seen.update(dataset=dataset, **kwargs),
     )
-    run_command("explore", ["--dataset", "scores/", "--model", "none", "--port", "7999"])
+    run_command(
+        "explore", ["--dataset", "scores/", "--model", "none", "--port", "7999", "--max_download_mb", "5"]
+    )
+    limits = seen.pop("limits")
     assert seen == {
         "dataset": "scores/",
         "split": "train",
@@ -531,7 +536,9 @@ def test_rap_hf_explore_command(monkeypatch):
         "host": "127.0.0.1",
         "port": 7999,
         "allow_push": False,
+        "push_namespace": None,
     }
+    assert limits.max_download_mb == 5
 
 
 def test_space_files_agree_with_the_installed_gradio():

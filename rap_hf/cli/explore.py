@@ -47,8 +47,19 @@ class ExploreArguments:
         default=False,
         metadata={
             "help": "Enable the page's push button (pushes with the HF_TOKEN of this machine; anyone who can "
-            "open the page can use it)."
+            "open the page can use it). Needs --push_namespace."
         },
+    )
+    push_namespace: str | None = field(
+        default=None,
+        metadata={
+            "help": "The namespace visitors push to (a user or organisation the token writes to): they choose "
+            "only the name of a new repo in it."
+        },
+    )
+    max_download_mb: float = field(
+        default=100.0,
+        metadata={"help": "The largest Hub dataset (one split) a visitor may load from the page, in MB."},
     )
 
 
@@ -72,11 +83,12 @@ def main(args: ExploreArguments) -> Any:
     """Launch the RAP Score Explorer on `args.dataset` (blocks until interrupted); return the Gradio app.
 
     Raises:
-        RAPUserError: gradio is not installed.
+        RAPUserError: gradio is not installed, or --allow_push without --push_namespace.
     """
     if importlib.util.find_spec("gradio") is None:
         raise RAPUserError('the explorer needs gradio: pip install "rap-hf[space]"')
     from rap_hf.explorer.app import launch_explorer
+    from rap_hf.explorer.limits import ExplorerLimits
 
     return launch_explorer(
         args.dataset,
@@ -85,4 +97,6 @@ def main(args: ExploreArguments) -> Any:
         host=args.host,
         port=args.port,
         allow_push=args.allow_push,
+        push_namespace=args.push_namespace,
+        limits=ExplorerLimits(max_download_mb=args.max_download_mb),
     )

@@ -5,6 +5,10 @@ One concept per module; only `app` and `handlers` import gradio, so the rest (an
 
 - `data`: `ExplorerData` (a scored dataset plus the score arrays the views read), `load_explorer_data`
   (Hub, or local when given on the command line), one row's image(s) and question, `ExplorerDataError`;
+- `hub_source`: a dataset a visitor names, read from the Hub anonymously, size- and schema-checked before
+  download, images embedded only (`fetch_visitor_dataset`), and the disk budget of all visitors' data;
+- `limits`: `ExplorerLimits`, every resource bound of the app, and the request-size middleware;
+- `visitors`: `VisitorSession`, what one visitor's page holds (their dataset, their download);
 - `assets`: the shipped precomputed scores the app opens on (`build_explorer_assets`,
   `default_explorer_data`) and the scoring settings they were made with;
 - `synthetic`: `synthetic_scored_dataset`, plausible fake scores for UI tests and timing;
@@ -16,7 +20,7 @@ One concept per module; only `app` and `handlers` import gradio, so the rest (an
 - `export`: the selection as a parquet download or a Hub push;
 - `attention_view`: the final-layer attention over one response and its heatmap;
 - `model`: `ExplorerModel`, the scoring model, loaded on first use (attention view, scoring a new sample);
-- `store`: `ExplorerStore`, the loaded datasets and memoised selections all sessions share;
+- `store`: `ExplorerStore`, the opening data and memoised selections;
 - `handlers`: `ExplorerHandlers`, the page's event handlers;
 - `app`: the page's layout and event wiring (`build_app`), `launch_explorer`.
 

@@ -18,6 +18,8 @@ from PIL import Image
 
 from rap_hf.explorer.data import ExplorerDataError
 
+MAX_ATTENTION_TOKENS = 512
+
 
 @dataclass
 class AttentionView:
@@ -44,13 +46,14 @@ def compute_attention_view(
     min_span: int = 1,
     normalized: bool = False,
     system_prompt: str | None = None,
+    max_tokens: int = MAX_ATTENTION_TOKENS,
 ) -> AttentionView:
     """The attention view of `response` to `prompt` with `images`, by the pass RAP's ACE makes.
 
     The multimodal prompt is rendered as the scorer renders it and the attention comes from
     `rap_hf.scoring.engine.final_layer_attention`, so only the response differs from scoring: it is
     re-tokenised from its stored text, and ACE recomputed here can differ slightly from the stored score when
-    decoding is not exactly invertible.
+    decoding is not exactly invertible. Only the first `max_tokens` response tokens are used.
 
     Raises:
         ExplorerDataError: the response is empty.
@@ -60,7 +63,9 @@ def compute_attention_view(
     from rap_hf.scoring.rollouts import build_messages, render_prompt
 
     tokenizer = getattr(processor, "tokenizer", processor)
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    # The view is L x L over the response: keep it to the first `max_tokens` tokens (a stored rollout can be
+    # arbitrarily long, and the page shows a heatmap, not a matrix of millions of cells).
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"][:max_tokens]
     if not response_ids:
         raise ExplorerDataError("the response is empty: no attention to show")
     prompt_text = render_prompt(

@@ -1,9 +1,11 @@
 """A scored dataset as the explorer reads it: loading (Hub or local), the score arrays, and one row's parts.
 
 `load_explorer_data` loads a source into an `ExplorerData` (the dataset plus the score columns selection and
-sorting read, as arrays); `row_images`, `first_image` and `question_text` read the image(s) and the question
-of one row. `ExplorerDataError` is the error every explorer module raises for a dataset or a control value
-it cannot use: its message is shown on the page as is.
+sorting read, as arrays): the operator's dataset (command line) from anywhere, a visitor's only from the Hub,
+anonymously and checked (`rap_hf.explorer.hub_source`). `ExplorerData.record` reads one row without decoding
+anything; `row_images`, `first_image` and `question_text` read its image(s) (pixel-capped, and for a
+visitor's data from embedded bytes only) and its question. `ExplorerDataError` is the error every explorer
+module raises for a dataset or a control value it cannot use: its message is shown on the page as is.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,13 @@ COMPLETION_COLUMNS = {"mm": "rap_completions_mm", "text": "rap_completions_text"
 # Hub dataset ids: "namespace/name" (no path separators beyond the one, no "..").
 _REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PROMPT_COLUMNS = ("prompt", "question", "problem", "query")
+# Images with more pixels are refused before decoding (a 13000x13000 PNG compresses to a few hundred KB and
+# decodes to gigabytes). Far above any image a VLM is trained on.
+MAX_SHOWN_PIXELS = 25_000_000
+# The sample view shows at most this many rollouts per arm, each cut to this many characters (a visitor's
+# dataset can hold anything).
+MAX_SHOWN_ROLLOUTS = 32
+MAX_SHOWN_CHARS = 4_000
 _ANSWER_COLUMNS = ("solution", "answer", "answers")
 
 
@@ -73,13 +83,15 @@ def missing_score_columns(column_names: Sequence[str]) -> tuple[list[str], list[
     return required, optional
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: selections are memoised per loaded dataset
 class ExplorerData:
     """A scored dataset as the explorer shows it.
 
     `dataset` keeps every row and column (for the sample view, download and push); `scores` holds only the
     columns selection reads, so a re-selection never touches images or rollouts; `values` are the numeric
     score columns as float arrays (NaN for missing values), read once for sorting and explanations.
+    `trusted` is False for a dataset a visitor chose: its images are then read from embedded bytes only.
+    `keepalive` holds what must live as long as the data (a visitor's folder, removed with it).
     """
 
     dataset: Dataset
@@ -90,13 +102,31 @@ class ExplorerData:
     roles: ColumnRoles
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    trusted: bool = True
+    keepalive: Any = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def record(self, row: int) -> dict[str, Any]:
+        """Row `row` as plain values, nothing decoded: an image is its stored ``{"bytes", "path"}``. (Letting
+        `datasets` decode would open image, audio or video paths, and images of any size.)"""
+        return self.dataset.with_format("arrow")[int(row)].to_pylist()[0]
+
+    def column(self, rows: Sequence[int], name: str) -> list[Any]:
+        """Column `name` at `rows` as plain values, nothing decoded."""
+        if not len(rows):
+            return []
+        return self.dataset.with_format("arrow").select_columns([name])[list(rows)].column(name).to_pylist()
+
     @classmethod
     def from_dataset(
-        cls, dataset: Dataset | DatasetDict, source: str, notes: Sequence[str] = ()
+        cls,
+        dataset: Dataset | DatasetDict,
+        source: str,
+        notes: Sequence[str] = (),
+        *,
+        trusted: bool = True,
     ) -> ExplorerData:
         """Check the score columns and read the arrays; `ExplorerDataError` names what is missing."""
         if isinstance(dataset, DatasetDict):
@@ -128,7 +158,7 @@ class ExplorerData:
         if optional:
             all_notes.append(f"Not in this dataset (shown as n/a): {', '.join(optional)}.")
         roles = ColumnRoles.resolve(dataset.column_names)
-        return cls(dataset, source, scores, values, errors, roles, optional, all_notes)
+        return cls(dataset, source, scores, values, errors, roles, optional, all_notes, trusted)
 
     def value(self, column: str, row: int) -> float:
         """A score of one row; NaN when the column is missing."""
@@ -164,17 +194,24 @@ def load_explorer_data(
     *,
     split: str | None = "train",
     allow_local: bool = False,
+    limits: Any = None,
+    folder: str | os.PathLike[str] | None = None,
+    budget: Any = None,
 ) -> ExplorerData:
     """Load a scored dataset for the explorer.
 
     Args:
         source: a Hub dataset id pushed by `rap-hf push` (its `scores` config is read; a repo without one is
-            read as-is), or, with `allow_local`, anything `rap_hf.dataset_loading.load_any_dataset` loads (a
-            `save_to_disk` folder, a parquet/json/csv file, a folder of data files).
+            read by its default config), or, with `allow_local`, anything
+            `rap_hf.dataset_loading.load_any_dataset` loads (a `save_to_disk` folder, a parquet/json/csv file,
+            a folder of data files).
         split: the split to show.
-        allow_local: read local paths. The app passes False for text typed into the page, so a visitor can
-            only make the server read Hub datasets, never its files; the dataset given on the command line
-            is loaded with True.
+        allow_local: the operator's dataset (the command line): local paths are read, and a Hub id is loaded
+            with the machine's credentials. False for text typed into the page: only the Hub, anonymously,
+            size- and schema-checked before any download (`rap_hf.explorer.hub_source.fetch_visitor_dataset`).
+        limits: the `ExplorerLimits` of a visitor load (default: the defaults).
+        folder: where a visitor load writes (default: a new temp folder, removed with the returned data).
+        budget: the `DiskBudget` shared by all visitors' loads (default: none).
 
     Raises:
         ExplorerDataError: unreadable source, several splits, or missing score columns (named).
@@ -182,8 +219,27 @@ def load_explorer_data(
     source = (source or "").strip()
     if not source:
         raise ExplorerDataError("no dataset given")
+    if not allow_local:
+        if not is_hub_repo_id(source):
+            raise ExplorerDataError(
+                f"{source!r} is not a Hub dataset id (namespace/name). Only Hub datasets can be loaded from "
+                "the page; start the app with `rap-hf explore PATH` to explore a local dataset."
+            )
+        from rap_hf.explorer.hub_source import fetch_visitor_dataset
+        from rap_hf.explorer.limits import ExplorerLimits
+
+        own = None
+        if folder is None:
+            own = tempfile.TemporaryDirectory(prefix="rap-explorer-visitor-")
+            folder = own.name
+        data = fetch_visitor_dataset(
+            source, split or "train", limits=limits or ExplorerLimits(), folder=folder, budget=budget
+        )
+        if own is not None:
+            data.keepalive = (data.keepalive, own)
+        return data
     try:
-        if allow_local and not is_hub_repo_id(source):
+        if not is_hub_repo_id(source):
             path = Path(source).expanduser()
             if path.is_file() and path.suffix.lower() == ".parquet":
                 dataset = read_parquet_dataset(path)
@@ -191,16 +247,11 @@ def load_explorer_data(
                 from rap_hf.dataset_loading import load_any_dataset
 
                 dataset = load_any_dataset(source, split=split)
-        elif is_hub_repo_id(source):
-            dataset = _load_hub_scores(source, split)
         else:
-            raise ExplorerDataError(
-                f"{source!r} is not a Hub dataset id (namespace/name). Only Hub datasets can be loaded from "
-                "the page; start the app with `rap-hf explore PATH` to explore a local dataset."
-            )
+            dataset = _load_hub_scores(source, split)
     except ExplorerDataError:
         raise
-    except Exception as exc:  # datasets/hub raise many types; the page shows the reason instead of a crash
+    except Exception as exc:  # datasets/hub raise many types; the operator sees the reason instead of a crash
         raise ExplorerDataError(f"cannot load {source!r}: {type(exc).__name__}: {exc}") from exc
     # A local dataset is named by its file or folder name: the page need not show the server's paths.
     label = f"{source} [{split}]" if is_hub_repo_id(source) else f"{Path(source).name} (local)"
@@ -208,6 +259,7 @@ def load_explorer_data(
 
 
 def _load_hub_scores(repo_id: str, split: str | None) -> Dataset | DatasetDict:
+    """The operator's Hub dataset (given on the command line, so read with the machine's credentials)."""
     from rap_hf.hub import SCORES_CONFIG, load_scores
 
     try:
@@ -244,10 +296,23 @@ def question_text(prompt: Any) -> str:
     return "\n".join(texts)
 
 
-def row_images(record: Mapping[str, Any], roles: ColumnRoles) -> tuple[list[Image.Image], str]:
-    """All images of a row as RGB (an `image` value or an `images` list), and a note when there are none or
-    one cannot be decoded (then no image is returned: the scorer also refuses such a row)."""
-    from rap_hf.scoring.images import decode_image
+def row_images(
+    record: Mapping[str, Any],
+    roles: ColumnRoles,
+    *,
+    allow_paths: bool = True,
+    max_pixels: int | None = MAX_SHOWN_PIXELS,
+) -> tuple[list[Image.Image], str]:
+    """All images of a row (`ExplorerData.record`) as RGB (an `image` value or an `images` list), and a note
+    when there are none or one cannot be used (then no image is returned: the scorer also refuses such a row).
+
+    Args:
+        allow_paths: False for a visitor's dataset: an image given as a path (or a bare string) is refused,
+            never opened, because it names a file on this server.
+        max_pixels: images with more pixels are refused before decoding (`decode_image` reads the size from
+            the lazily opened image).
+    """
+    from rap_hf.scoring.images import decode_image, normalize_image
 
     if roles.image is None:
         return [], "This dataset has no image column."
@@ -256,14 +321,18 @@ def row_images(record: Mapping[str, Any], roles: ColumnRoles) -> tuple[list[Imag
     if not values:
         return [], "This row has no image."
     try:
-        return [decode_image(v).convert("RGB") for v in values], ""
-    except Exception as exc:  # a corrupt image is shown as a note, like the scorer records it
-        return [], f"The image cannot be decoded: {exc}"
+        decoded = [decode_image(v, max_pixels=max_pixels, allow_paths=allow_paths) for v in values]
+        # normalize_image, not convert("RGB"): 16-bit and float images are scaled by their range, not clipped.
+        return [normalize_image(image, None) for image in decoded], ""
+    except Exception as exc:  # a corrupt or oversized image is shown as a note, like the scorer records it
+        return [], f"The image cannot be shown: {exc}"
 
 
-def first_image(record: Mapping[str, Any], roles: ColumnRoles) -> tuple[Image.Image | None, str]:
-    """The row's first image (what the sample view shows) and a note (none, several, undecodable)."""
-    images, note = row_images(record, roles)
+def first_image(
+    record: Mapping[str, Any], roles: ColumnRoles, *, allow_paths: bool = True
+) -> tuple[Image.Image | None, str]:
+    """The row's first image (what the sample view shows) and a note (none, several, refused, undecodable)."""
+    images, note = row_images(record, roles, allow_paths=allow_paths)
     if not images:
         return None, note
     return images[0], (f"First of {len(images)} images." if len(images) > 1 else "")

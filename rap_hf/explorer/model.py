@@ -20,8 +20,20 @@ from rap_hf.columns import conversation_feature
 from rap_hf.config import RAPScoringConfig, RAPSelectionConfig
 from rap_hf.explorer.assets import explorer_scoring_config
 from rap_hf.explorer.attention_view import AttentionView, compute_attention_view
-from rap_hf.explorer.data import COMPLETION_COLUMNS, ExplorerData, ExplorerDataError, row_images
+from rap_hf.explorer.data import (
+    COMPLETION_COLUMNS,
+    MAX_SHOWN_ROLLOUTS,
+    ExplorerData,
+    ExplorerDataError,
+    question_text,
+    row_images,
+)
 from rap_hf.explorer.rollouts import ace_rollout_index, mark_rollouts
+from rap_hf.scoring.images import normalize_image
+
+# The attention view's bounds: the question of a dataset row (a visitor's dataset can hold anything), and the
+# response tokens shown (compute_attention_view keeps the first MAX_ATTENTION_TOKENS).
+MAX_ATTENTION_PROMPT_CHARS = 4_000
 
 
 def model_unavailable_reason(model: str | os.PathLike[str] | None) -> str | None:
@@ -91,20 +103,25 @@ class ExplorerModel:
         """
         if not 0 <= int(row) < len(data):
             raise ExplorerDataError(f"row must be in [0, {len(data) - 1}], got {row}")
-        record = data.dataset[int(row)]
-        images, note = row_images(record, data.roles)
+        record = data.record(int(row))
+        images, note = row_images(record, data.roles, allow_paths=data.trusted)
         if not images:
             raise ExplorerDataError(
                 f"No attention for row {row}: {note} ACE reads a rollout made with the image."
             )
         answer = record.get(data.roles.answer) if data.roles.answer else None
-        marks = mark_rollouts(record.get(COMPLETION_COLUMNS["mm"]), answer)
+        marks = mark_rollouts((record.get(COMPLETION_COLUMNS["mm"]) or [])[:MAX_SHOWN_ROLLOUTS], answer)
         index = ace_rollout_index(marks)
         if index is None:
             raise ExplorerDataError(
                 f"Row {row} has no stored multimodal rollouts (rap_completions_mm) to read."
             )
         prompt = record.get(data.roles.prompt) if data.roles.prompt else None
+        if len(question_text(prompt)) > MAX_ATTENTION_PROMPT_CHARS:
+            # The attention pass holds the model and grows with the square of the sequence.
+            raise ExplorerDataError(
+                f"Row {row}'s question is longer than {MAX_ATTENTION_PROMPT_CHARS:,} characters: no attention view."
+            )
         view = self.attention(prompt, images, marks[index].text, config)
         view.rollout = index
         return view
@@ -116,8 +133,6 @@ class ExplorerModel:
         them)."""
         with self._lock:
             flt = self._loaded()
-            from rap_hf.scoring.images import normalize_image
-
             images = [normalize_image(image, flt.max_image_pixels) for image in images]
             return compute_attention_view(
                 flt.model,
@@ -146,7 +161,8 @@ class ExplorerModel:
                 "prompt": [
                     [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
                 ],
-                "image": [image.convert("RGB")],
+                # As the scorer reads images: 16-bit and float uploads scaled by their range, not clipped.
+                "image": [normalize_image(image, None)],
                 "solution": [answer],
             },
             features=datasets.Features(

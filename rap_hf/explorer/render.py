@@ -19,7 +19,8 @@ from rap_hf.columns import NUMERIC_SCORE_COLUMNS
 from rap_hf.config import RAPSelectionConfig
 from rap_hf.estimators.drm import ACE_REJECTED, CDE_REJECTED, DRM_IN, DRM_OUT, KEPT
 from rap_hf.explorer.attention_view import AttentionView
-from rap_hf.explorer.data import ExplorerData
+from rap_hf.explorer.data import MAX_SHOWN_CHARS, ExplorerData
+from rap_hf.explorer.limits import shown_text
 from rap_hf.explorer.reselection import Selection
 from rap_hf.explorer.rollouts import RolloutMark, ace_rollout_index, mark_rollouts
 from rap_hf.selection import BUDGET_IN, BUDGET_OUT, ERROR, SELECTED_STAGES, STAGES, compute_stages
@@ -43,8 +44,15 @@ def inline_code(text: str | None) -> str:
 
 def dataset_status(data: ExplorerData) -> str:
     """The status line above the tabs: the dataset's label and size, then its notes as quotes."""
+    from rap_hf.scoring.alarms import score_warnings  # light: reads score columns only
+
     lines = [f"**Dataset:** {data.source} · {len(data)} rows"]
     lines += [f"> {note}" for note in data.notes]
+    # Degenerate scores (every reward 0 or identical, mostly errors) as a banner: nothing meaningful can be
+    # selected from them. The text quotes rollouts, so it goes in a code block.
+    lines += [
+        "**⚠ Warning:**\n```text\n" + w.replace("```", "ʼʼʼ") + "\n```" for w in score_warnings(data.dataset)
+    ]
     return "\n\n".join(lines)
 
 
@@ -103,11 +111,17 @@ def explain_stage(stage: str, scores: Mapping[str, Any], config: RAPSelectionCon
             f"λa = {la}: its reasoning over-relies on a few tokens."
         )
     if stage == KEPT:
+        length = scores.get("rap_ace_length")
         ace_part = (
             f"no {ace_name} score, so ACE cannot reject it"
             if ace is None or (isinstance(ace, float) and math.isnan(ace))
             else f"{ace_name} {fmt(ace)} ≤ λa {la}: attention not over-confident"
         )
+        if isinstance(length, float) and length < config.ace_length_guard:  # ACE leaves short answers alone
+            ace_part = (
+                f"its response ({length:.0f} tokens) is too short for ACE to judge "
+                f"(ace_min_length {config.ace_min_length})"
+            )
         trivial = (
             " It is trivial (acc_mm = 1) but DRM had no candidate or cap left to replace it."
             if acc_mm == 1 and config.use_drm
@@ -143,7 +157,7 @@ def rollouts_markdown(marks: Sequence[RolloutMark], title: str, ace_index: int |
         flag = "**✓ correct**" if mark.correct else "✗ wrong"
         ace = " · read by ACE" if k == ace_index else ""
         lines.append(f"{flag} · rollout {k + 1} (answer: `{inline_code(mark.answer)}`){ace}")
-        lines.append("```text\n" + mark.text.replace("```", "ʼʼʼ") + "\n```")
+        lines.append("```text\n" + shown_text(mark.text, MAX_SHOWN_CHARS).replace("```", "ʼʼʼ") + "\n```")
     return "\n\n".join(lines)
 
 

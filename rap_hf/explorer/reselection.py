@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
@@ -19,6 +20,21 @@ from rap_hf.selection import ERROR, SELECTED_STAGES, STAGE_COLUMN, select_cognit
 
 # How many trivial kept rows DRM may replace: every one, at most `drm_k`, or at most `drm_ratio` of the kept.
 DRM_LIMITS = ("all trivial", "k", "ratio")
+# The ranges of the page's threshold sliders (app.py lays them out with these).
+LAMBDA_A_LOG10_RANGE = (-12.0, 4.0)
+LAMBDA_A_NORM_RANGE = (-8.0, 1.0)
+MAX_DRM_K = 10**9
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    """`value` as a float in [low, high]; `ExplorerDataError` otherwise (NaN, text, out of range)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ExplorerDataError(f"{name} must be a number, got {value!r:.40}") from None
+    if not low <= number <= high:  # also false for NaN
+        raise ExplorerDataError(f"{name} must be in [{low:g}, {high:g}], got {number:g}")
+    return number
 
 
 def config_from_controls(
@@ -45,16 +61,25 @@ def config_from_controls(
         raise ExplorerDataError(f"ACE mode must be one of {ACE_MODES}, got {ace_mode!r}")
     if drm_limit not in DRM_LIMITS:
         raise ExplorerDataError(f"DRM limit must be one of {DRM_LIMITS}, got {drm_limit!r}")
-    lambda_a = 10.0 ** float(lambda_a_log10) if ace_mode == "paper" else float(lambda_a_normalized)
+    # The sliders' own ranges, checked again here: an API call can send anything (10 ** 1e6 overflows).
+    lambda_a = (
+        10.0 ** _number("log10 lambda_a", lambda_a_log10, *LAMBDA_A_LOG10_RANGE)
+        if ace_mode == "paper"
+        else _number("lambda_a", lambda_a_normalized, *LAMBDA_A_NORM_RANGE)
+    )
     try:
         return RAPSelectionConfig(
-            lambda_c=float(lambda_c),
+            lambda_c=_number("lambda_c", lambda_c, -1.0, 1.0),
             lambda_a=lambda_a,
             ace_mode=ace_mode,
             use_drm=bool(use_drm),
-            drm_k=int(drm_k) if drm_limit == "k" and drm_k is not None else None,
-            drm_ratio=float(drm_ratio) if drm_limit == "ratio" and drm_ratio else None,
-            target_ratio=float(target_ratio) if target_ratio else None,
+            drm_k=int(_number("drm_k", drm_k, 0, MAX_DRM_K))
+            if drm_limit == "k" and drm_k is not None
+            else None,
+            drm_ratio=_number("drm_ratio", drm_ratio, 0.0, 1.0)
+            if drm_limit == "ratio" and drm_ratio
+            else None,
+            target_ratio=_number("target_ratio", target_ratio, 0.0, 1.0) if target_ratio else None,
         )
     except (TypeError, ValueError) as exc:
         raise ExplorerDataError(str(exc)) from exc

@@ -14,11 +14,14 @@ from PIL import Image
 from rap_hf.columns import NUMERIC_SCORE_COLUMNS
 from rap_hf.explorer.data import (
     COMPLETION_COLUMNS,
+    MAX_SHOWN_CHARS,
+    MAX_SHOWN_ROLLOUTS,
     ExplorerData,
     ExplorerDataError,
     first_image,
     question_text,
 )
+from rap_hf.explorer.limits import shown_text
 from rap_hf.explorer.render import explain_stage, format_value, inline_code, rollouts_markdown
 from rap_hf.explorer.reselection import Selection
 from rap_hf.explorer.rollouts import ace_rollout_index, mark_rollouts
@@ -80,12 +83,13 @@ def sample_table(
     for column in NUMERIC_SCORE_COLUMNS:
         if column in data.values:
             frame[column.removeprefix("rap_")] = [_round(v) for v in data.values[column][shown]]
-    subset = data.dataset.select(shown.tolist()) if len(shown) else None
+    # Plain values (nothing decoded), for the shown rows only.
     if "kind" in data.dataset.column_names:
-        frame["kind"] = subset["kind"] if subset is not None else []
+        frame["kind"] = [_preview(str(k)) for k in data.column(shown.tolist(), "kind")]
     if data.roles.prompt is not None:
-        prompts = subset[data.roles.prompt] if subset is not None else []
-        frame["question"] = [_preview(question_text(p)) for p in prompts]
+        frame["question"] = [
+            _preview(question_text(p)) for p in data.column(shown.tolist(), data.roles.prompt)
+        ]
     caption = f"{len(rows)} row(s) in `{stage}`"
     if sort_by != "row":
         caption += f", sorted by {sort_by} {'descending' if descending else 'ascending'}"
@@ -101,7 +105,7 @@ def _round(value: float) -> float | None:
 
 
 def _preview(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text[: 4 * QUESTION_PREVIEW_CHARS].split())
     return text if len(text) <= QUESTION_PREVIEW_CHARS else text[: QUESTION_PREVIEW_CHARS - 1] + "…"
 
 
@@ -124,18 +128,18 @@ def sample_view(data: ExplorerData, selection: Selection, row: int | float | Non
     if row is None or not float(row).is_integer() or not 0 <= int(row) < len(data):
         raise ExplorerDataError(f"row must be an integer in [0, {len(data) - 1}], got {row!r}")
     row = int(row)
-    record = data.dataset[row]
-    image, image_note = first_image(record, data.roles)
+    record = data.record(row)
+    image, image_note = first_image(record, data.roles, allow_paths=data.trusted)
     stage = str(selection.stages[row])
     scores = {c: data.value(c, row) for c in NUMERIC_SCORE_COLUMNS}
     scores["rap_error"] = data.errors[row]
     question = question_text(record.get(data.roles.prompt)) if data.roles.prompt else ""
     answer = record.get(data.roles.answer) if data.roles.answer else None
-    kind = f" · kind: `{record['kind']}`" if "kind" in record else ""
+    kind = f" · kind: `{inline_code(str(record['kind']))}`" if "kind" in record else ""
     header = (
         f"### Row {row} · stage **{stage}**{' (selected)' if stage in SELECTED_STAGES else ''}{kind}\n\n"
         f"{explain_stage(stage, scores, selection.config)}\n\n"
-        f"**Question:**\n\n```text\n{question or '(no question column)'}\n```\n\n"
+        f"**Question:**\n\n```text\n{shown_text(question, MAX_SHOWN_CHARS).replace('```', 'ʼʼʼ') or '(no question column)'}\n```\n\n"
         f"**Answer:** `{inline_code(None if answer is None else str(answer))}`"
         + (f"\n\n_{image_note}_" if image_note else "")
     )
@@ -144,8 +148,9 @@ def sample_view(data: ExplorerData, selection: Selection, row: int | float | Non
         score_lines.append(f"| {column} | {format_value(scores[column], 4)} |")
     if scores["rap_error"]:
         score_lines.append(f"| rap_error | {scores['rap_error']} |")
-    marks_mm = mark_rollouts(record.get(COMPLETION_COLUMNS["mm"]), answer)
-    marks_text = mark_rollouts(record.get(COMPLETION_COLUMNS["text"]), answer)
+    # At most MAX_SHOWN_ROLLOUTS per arm: the marks run the reward on each, and each is shown.
+    marks_mm = mark_rollouts((record.get(COMPLETION_COLUMNS["mm"]) or [])[:MAX_SHOWN_ROLLOUTS], answer)
+    marks_text = mark_rollouts((record.get(COMPLETION_COLUMNS["text"]) or [])[:MAX_SHOWN_ROLLOUTS], answer)
     note = (
         ""
         if (marks_mm or marks_text)

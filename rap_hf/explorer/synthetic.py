@@ -86,6 +86,8 @@ def synthetic_scored_dataset(
         columns["rap_difficulty"].append(1.0 - acc_mm)
         columns["rap_completions_mm"].append(_fake_completions(a, b, correct_mm, num_rollouts))
         columns["rap_completions_text"].append(_fake_completions(a, b, correct_text, num_rollouts))
+        if "rap_ace_length" in columns:  # the length of the response ACE reads (here: its words)
+            columns["rap_ace_length"].append(float(len(columns["rap_completions_mm"][-1][0].split())))
         columns["rap_error"].append(None)
     features = datasets.Features(
         {

@@ -5,8 +5,9 @@ environment and launches. Locally, `rap-hf explore [--dataset PATH_OR_REPO_ID]` 
 
 Environment (all optional): RAP_EXPLORER_DATASET (a Hub id or path to open on; default: the shipped
 visual-arith scores), RAP_EXPLORER_SPLIT (default train), RAP_EXPLORER_MODEL ("reference", a model folder,
-or "none"), RAP_EXPLORER_ALLOW_PUSH=1 (enable the push button; uses the Space's HF_TOKEN secret, so only for
-private Spaces).
+or "none"), RAP_EXPLORER_MAX_DOWNLOAD_MB (the largest dataset split a visitor may load; default 100),
+RAP_EXPLORER_ALLOW_PUSH=1 with RAP_EXPLORER_PUSH_NAMESPACE=NS (the push button: visitors create new repos
+in NS only, with the Space's HF_TOKEN secret). What the public Space promises: SECURITY.md.
 """
 
 import os
@@ -23,6 +24,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
 from rap_hf.explorer.app import launch_explorer  # noqa: E402
+from rap_hf.explorer.limits import ExplorerLimits  # noqa: E402
 
 if __name__ == "__main__":
     model = os.environ.get("RAP_EXPLORER_MODEL", "reference")
@@ -31,4 +33,6 @@ if __name__ == "__main__":
         split=os.environ.get("RAP_EXPLORER_SPLIT", "train"),
         model=None if model == "none" else model,
         allow_push=os.environ.get("RAP_EXPLORER_ALLOW_PUSH") == "1",
+        push_namespace=os.environ.get("RAP_EXPLORER_PUSH_NAMESPACE") or None,
+        limits=ExplorerLimits(max_download_mb=float(os.environ.get("RAP_EXPLORER_MAX_DOWNLOAD_MB", "100"))),
     )
