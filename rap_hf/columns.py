@@ -8,8 +8,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import datasets
 
-#: The float score columns, in the order they are written.
-NUMERIC_SCORE_COLUMNS = ("rap_acc_mm", "rap_acc_text", "rap_cde", "rap_ace", "rap_ace_norm", "rap_difficulty")
+#: The float score columns, in the order they are written. `rap_ace_length` is the number of tokens of the
+#: response ACE reads (selection leaves responses shorter than `ace_min_length` unjudged by ACE).
+NUMERIC_SCORE_COLUMNS = (
+    "rap_acc_mm",
+    "rap_acc_text",
+    "rap_cde",
+    "rap_ace",
+    "rap_ace_norm",
+    "rap_difficulty",
+    "rap_ace_length",
+)
 #: Every column scoring adds (the rollouts only with ``keep_completions``).
 SCORE_COLUMNS = (*NUMERIC_SCORE_COLUMNS, "rap_completions_mm", "rap_completions_text", "rap_error")
 

@@ -14,7 +14,10 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from rap_hf.errors import RAPUserError
 
-ACE_MODES = ("paper", "normalized")
+#: "paper": the paper's product score (rap_ace), responses shorter than `ace_min_length` not judged;
+#: "normalized": the length-normalised score (rap_ace_norm), same guard; "paper_exact": the paper's rule as
+#: written, every response judged (docs/method.md §3).
+ACE_MODES = ("paper", "normalized", "paper_exact")
 
 _Config = TypeVar("_Config", bound="_ConfigBase")
 
@@ -99,8 +102,9 @@ class RAPScoringConfig(_ConfigBase):
     max_image_pixels: int | None = field(
         default=None,
         metadata={
-            "help": "Images with more pixels than this are downscaled (aspect kept) before the processor sees "
-            "them. None: use the processor's own pixel budget (`max_pixels`) when it has one."
+            "help": "Images with more pixels than this are downscaled (aspect kept, already while decoding) before "
+            "the processor sees them. None: the processor's own budget (its max_pixels; Qwen2-VL's "
+            "size['longest_edge'], a pixel count; 4x the largest output of a resizing processor)."
         },
     )
 
@@ -186,10 +190,19 @@ class RAPSelectionConfig(_ConfigBase):
             "is our reading). In normalized mode the score is a mean log, so pick lambda_a on that scale."
         },
     )
-    ace_mode: Literal["paper", "normalized"] = field(
+    ace_mode: Literal["paper", "normalized", "paper_exact"] = field(
         default="paper",
         metadata={
-            "help": "Which ACE column selection uses: 'paper' (rap_ace) or 'normalized' (rap_ace_norm)."
+            "help": "Which ACE rule selection uses: 'paper' (rap_ace; responses shorter than ace_min_length are "
+            "not judged), 'normalized' (rap_ace_norm, same guard) or 'paper_exact' (rap_ace, every response "
+            "judged: the paper's rule as written, which rejects short answers for being short)."
+        },
+    )
+    ace_min_length: int = field(
+        default=16,
+        metadata={
+            "help": "ACE does not judge a response of fewer tokens than this (rap_ace_length): such a row is "
+            "never ACE-rejected and is counted as 'not judged'. Ignored in 'paper_exact' mode; 0 judges all."
         },
     )
     drm_k: int | None = field(
@@ -216,6 +229,8 @@ class RAPSelectionConfig(_ConfigBase):
         errors: list[str] = []
         if self.ace_mode not in ACE_MODES:
             errors.append(f"ace_mode must be one of {ACE_MODES}, got {self.ace_mode!r}")
+        if not isinstance(self.ace_min_length, int) or self.ace_min_length < 0:
+            errors.append(f"ace_min_length must be an integer >= 0, got {self.ace_min_length!r}")
         if self.drm_k is not None and self.drm_ratio is not None:
             errors.append("set at most one of drm_k and drm_ratio")
         if self.drm_k is not None and self.drm_k < 0:
@@ -239,7 +254,12 @@ class RAPSelectionConfig(_ConfigBase):
     @property
     def active_ace_column(self) -> str:
         """The score column the ACE filter reads in the current `ace_mode`."""
-        return "rap_ace" if self.ace_mode == "paper" else "rap_ace_norm"
+        return "rap_ace_norm" if self.ace_mode == "normalized" else "rap_ace"
+
+    @property
+    def ace_length_guard(self) -> int:
+        """Responses shorter than this many tokens are not judged by ACE (0 in 'paper_exact' mode)."""
+        return 0 if self.ace_mode == "paper_exact" else self.ace_min_length
 
 
 @dataclass

@@ -1,20 +1,26 @@
-"""Verifiable rewards r(completion, a*) for the RAP rollouts (docs/method.md §1).
+"""Verifiable rewards r(completion, a*) for the RAP rollouts (docs/method.md §1, docs/rewards.md).
 
 Each rollout is scored against the ground-truth answer a*:
 
-1. the answer is extracted from the completion (:func:`extract_answer`);
-2. it is compared with a* (:func:`answers_match`): choice letters as letters, everything else by
-   mathematical equivalence with ``math-verify`` (falling back to normalized string equality).
+1. the answer is extracted from the completion (:func:`extract_answer`, the cascade of
+   `rap_hf.answers.extract`: boxes, ``<answer>`` tags, "the answer is", terse answers, choice letters, math
+   segments, numbers);
+2. it is compared with a* (:func:`answers_match`, `rap_hf.answers.matching`): choice letters as letters or by
+   their option's text, words as normalised strings, everything else by mathematical equivalence with
+   ``math-verify``.
+
+:func:`accuracy_reward` has TRL's reward signature. It reads a row's options from the keyword arguments TRL
+passes (every dataset column, e.g. ``choices``/``options``, and ``prompts``), so a ground truth given as option
+text matches a predicted letter and the other way round.
 
 A user-supplied reward function with TRL's signature ``fn(completions, solution, **kwargs) -> list[float]``
 can replace :func:`accuracy_reward`; :func:`resolve_reward_fn` and :func:`compute_rewards` validate it so a
 bad function fails loudly instead of silently skewing acc_mm / acc_text.
 
-Thread/process safety: ``math_verify`` implements its timeouts with ``signal.alarm``, which Python only
-allows in the main thread of the main interpreter. We pass timeouts only when running in the main thread
-(which includes each ``datasets.map(num_proc=...)`` worker process) and ``None`` elsewhere, exactly as
-TRL's own ``accuracy_reward`` does. Without a timeout a pathological expression could make sympy slow, so
-extracted answers longer than :data:`MAX_MATH_ANSWER_CHARS` are only compared as strings.
+Thread/process safety: extraction is linear in the length of a completion, and no expression reaches sympy
+before `rap_hf.answers.guard.is_safe_math` has accepted it (no power towers, huge factorials or literals),
+because math-verify's timeouts (``signal.alarm``) only work in the main thread. In the main thread (which
+includes each ``datasets.map(num_proc=...)`` worker process) the timeouts are on as well.
 """
 
 from __future__ import annotations
@@ -25,16 +31,21 @@ import logging
 import math
 import numbers
 import re
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from math_verify import parse, verify
+from rap_hf.answers.choices import row_options
+from rap_hf.answers.extract import extract_answer, last_answer_tag, last_boxed
+from rap_hf.answers.guard import MAX_MATH_CHARS
+from rap_hf.answers.matching import PARSE_TIMEOUT_S, VERIFY_TIMEOUT_S, match
+from rap_hf.answers.text import strip_math_delims
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_MATH_ANSWER_CHARS",
+    "PARSE_TIMEOUT_S",
+    "VERIFY_TIMEOUT_S",
     "accuracy_reward",
     "answers_match",
     "compute_rewards",
@@ -42,17 +53,13 @@ __all__ = [
     "is_choice_letter",
     "normalize_solution",
     "resolve_reward_fn",
+    "reward_fn_name",
 ]
 
 RewardFn = Callable[..., Sequence[Any]]
 
-#: Seconds for math_verify's parse/verify timeouts when we may use them (main thread only).
-PARSE_TIMEOUT_S = 5
-VERIFY_TIMEOUT_S = 5
-#: Answers longer than this skip sympy (no timeout protects us outside the main thread).
-MAX_MATH_ANSWER_CHARS = 1000
-
-_SIGNAL_THREAD_ERROR = "threaded environment"  # substring of math_verify's re-raised ValueError
+#: Answers longer than this are compared as strings only (they never reach sympy).
+MAX_MATH_ANSWER_CHARS = MAX_MATH_CHARS
 
 
 class _DropTimeoutDisabledWarning(logging.Filter):
@@ -71,171 +78,6 @@ for _name in ("math_verify.parser", "math_verify.grader"):
     _logger = logging.getLogger(_name)
     if not any(isinstance(f, _DropTimeoutDisabledWarning) for f in _logger.filters):
         _logger.addFilter(_DropTimeoutDisabledWarning())
-
-
-# --------------------------------------------------------------------------------------------------
-# Answer extraction
-# --------------------------------------------------------------------------------------------------
-
-_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
-# "The (final) answer is X", "Answer: X", "**Answer:** X". The last occurrence wins.
-_ANSWER_IS_RE = re.compile(
-    r"(?:final\s+)?answer\s*(?:is\b\s*[:=]?|[:=])[\s*:]*(?P<rest>[^\n]*)",
-    re.IGNORECASE,
-)
-# A whole string that is a choice letter: "B", "(B)", "[B]", "B.", "B)".
-_CHOICE_FULL_RE = re.compile(r"^\s*[(\[]?\s*([A-Ja-j])\s*[)\]]?\s*[.:]?\s*$")
-# A string *starting* with an unambiguous choice marker: "(B) 12", "B. 12", "B) 12", "B: cat".
-# A bare "A cat" is not accepted: "A" is too often the article.
-_CHOICE_LEADING_RE = re.compile(r"^\s*(?:[(\[]\s*([A-Ja-j])\s*[)\]]|([A-Ja-j])\s*[.):](?=\s|$))")
-# A choice letter at the very end of the text: "... so the answer is (C)." / "... option B".
-# Upper case only: a lone lower-case letter at the end of prose is almost never a choice.
-_CHOICE_TRAILING_RE = re.compile(r"(?:^|[^\w\\])[(\[]?([A-J])[)\]]?[.:]?\s*$")
-# Inline/display math segments; the last one is used when it ends the text: "... so x = $\frac{1}{2}$."
-# (a last-number scan would give 2).
-_MATH_SEGMENT_RE = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-# "The answer is not obvious ..." is reasoning, not an answer.
-_NOT_AN_ANSWER_RE = re.compile(r"^(?:not|to|that|because|unclear|obvious|clear)\b", re.IGNORECASE)
-# Numbers: ints, decimals, thousands separators, negatives (a "-" right after a word/")" is subtraction),
-# and fractions like 3/4.
-_NUMBER_RE = re.compile(r"(?:(?<![\w)\]}])-)?\d+(?:,\d{3}(?!\d))*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?")
-_LATEX_TEXT_WRAPPER_RE = re.compile(r"^\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\s*\{(.*)\}$", re.DOTALL)
-
-
-def _boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` with balanced braces, in order (nested braces are fine).
-
-    A box whose braces never close (a truncated completion) is skipped rather than guessed at.
-    """
-    out = []
-    for m in _BOXED_RE.finditer(text):
-        depth, start = 1, m.end()
-        for i in range(start, len(text)):
-            ch = text[i]
-            if ch == "{" and text[i - 1] != "\\":
-                depth += 1
-            elif ch == "}" and text[i - 1] != "\\":
-                depth -= 1
-                if depth == 0:
-                    out.append(text[start:i])
-                    break
-    return out
-
-
-def _last_boxed(text: str) -> str | None:
-    for content in reversed(_boxed_contents(text)):
-        if content.strip():
-            return content.strip()
-    return None
-
-
-def _strip_math_delims(s: str) -> str:
-    s = s.strip()
-    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if len(s) >= len(left) + len(right) and s.startswith(left) and s.endswith(right):
-            return s[len(left) : len(s) - len(right)].strip()
-    return s
-
-
-def _choice_letter(s: str, allow_leading: bool = True) -> str | None:
-    """The upper-case choice letter ``s`` stands for ("(b)", "B.", "\\text{B}"), else None.
-
-    With ``allow_leading``, a choice marker followed by the option text ("B) 12", "(B) cat") counts too.
-    """
-    s = _strip_math_delims(s.replace("*", ""))
-    while True:  # \text{\textbf{B}} -> B
-        m = _LATEX_TEXT_WRAPPER_RE.match(s)
-        if not m:
-            break
-        s = m.group(1).strip()
-    m = _CHOICE_FULL_RE.match(s) or (_CHOICE_LEADING_RE.match(s) if allow_leading else None)
-    if not m:
-        return None
-    return next(g for g in m.groups() if g).upper()
-
-
-def _clean_span(s: str) -> str:
-    """Tidy a free-text answer span: drop markdown bold, math delimiters and sentence punctuation."""
-    s = s.replace("**", "").strip()
-    # End at the first sentence boundary ("42. Because ..."), but keep decimals ("3.5").
-    s = re.split(r"\.(?=\s)", s, maxsplit=1)[0]
-    s = s.strip().rstrip(".,;!。").strip()
-    return _strip_math_delims(s).rstrip(".,;").strip()
-
-
-def _from_answer_span(span: str) -> str | None:
-    """Reduce the text after "answer is" / inside <answer> tags to the answer itself."""
-    boxed = _last_boxed(span)
-    if boxed is not None:
-        return boxed
-    matches = list(_ANSWER_IS_RE.finditer(span))
-    if matches:
-        cleaned = _clean_span(matches[-1].group("rest"))
-        if cleaned:
-            span = cleaned
-    letter = _choice_letter(span)
-    if letter is not None:
-        return letter
-    cleaned = _clean_span(span)
-    return cleaned or None
-
-
-def extract_answer(completion: str) -> str | None:
-    """Extract the final answer from a model completion.
-
-    Priority (the first rule that finds something wins; within a rule the *last* occurrence wins, because
-    models restate or correct themselves and the final statement is the answer):
-
-    1. ``\\boxed{...}`` (balanced braces, nested ok, e.g. ``\\boxed{\\frac{1}{2}}``);
-    2. ``<answer>...</answer>`` (stripped; a ``\\boxed{}`` or "answer is X" inside is unwrapped);
-    3. "The answer is X" / "Answer: X" (X up to the end of the line/sentence; a choice marker such as
-       "(C)" is reduced to the letter "C");
-    4. a choice letter at the very end: "(B)", "B.", "B";
-    5. a math segment at the very end (``$...$``, ``\\(...\\)``), whose right-hand side of ``=`` is taken
-       (otherwise rule 6 would return the "2" of ``$x = \\frac{1}{2}$``);
-    6. the last number: ints, decimals, negatives, thousands separators (removed), fractions like 3/4.
-
-    Returns:
-        The answer string, or None when nothing answer-like is found.
-    """
-    if not isinstance(completion, str) or not completion.strip():
-        return None
-    text = completion
-
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return boxed
-
-    tags = _ANSWER_TAG_RE.findall(text)
-    for content in reversed(tags):
-        answer = _from_answer_span(content)
-        if answer:
-            return answer
-
-    for m in reversed(list(_ANSWER_IS_RE.finditer(text))):
-        span = _clean_span(m.group("rest"))
-        if span and not _NOT_AN_ANSWER_RE.match(span):
-            letter = _choice_letter(span)
-            return letter if letter is not None else span
-
-    # Markdown emphasis and math delimiters around a final letter ("**B**", "$B$") are noise here.
-    tail = re.sub(r"[*$]", "", text[-200:]).rstrip()
-    m = _CHOICE_TRAILING_RE.search(tail)
-    if m:
-        return m.group(1)
-
-    segments = list(_MATH_SEGMENT_RE.finditer(text))
-    if segments and not text[segments[-1].end() :].strip(" \t\n.!"):
-        expr = next(g for g in segments[-1].groups() if g is not None).strip()
-        expr = expr.rsplit("=", 1)[-1].strip()
-        if expr:
-            return expr
-
-    numbers_found = _NUMBER_RE.findall(text)
-    if numbers_found:
-        return re.sub(r"[,\s]", "", numbers_found[-1])
-    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -265,109 +107,45 @@ def normalize_solution(solution: Any) -> str | None:
     text = str(solution).strip()
     if not text:
         return None
-    tags = _ANSWER_TAG_RE.findall(text)
-    if tags:
-        text = tags[-1].strip()
-    boxed = _last_boxed(text)
+    tag = last_answer_tag(text)
+    if tag is not None and tag.strip():
+        text = tag.strip()
+    boxed = last_boxed(text)
     if boxed is not None:
         text = boxed
-    text = _strip_math_delims(text)
+    text = strip_math_delims(text)
     return text or None
+
+
+_BARE_LETTER_RE = re.compile(r"^\s*[(\[]?\s*[A-Ja-j]\s*[)\]]?\s*[.:]?\s*$")
 
 
 def is_choice_letter(s: str) -> bool:
     """True for a single choice letter A-J (either case), optionally as "(B)", "[B]", "B.", "B)"."""
-    return isinstance(s, str) and _CHOICE_FULL_RE.match(s) is not None
+    return isinstance(s, str) and _BARE_LETTER_RE.match(s) is not None
 
 
-def _normalize_text(s: str) -> str:
-    """Loose string form for the fallback comparison: case, spaces, $ and final punctuation ignored."""
-    s = _strip_math_delims(s)
-    s = re.sub(r"\\[,!;: ]|\\left|\\right", "", s)
-    s = re.sub(r"\s+", "", s.replace("$", ""))
-    return s.rstrip(".").lower()
+def answers_match(predicted: str | None, solution: Any, options: Sequence[str] | None = None) -> bool:
+    """Whether an extracted answer equals the ground truth (the rules: `rap_hf.answers.matching`).
 
-
-def _is_text_answer(s: str) -> bool:
-    """Word answers ("yes", "red car") are compared as strings, never symbolically.
-
-    latex2sympy reads "cat" as the product c*a*t, which would make "act" a correct answer.
-    """
-    return bool(re.fullmatch(r"[A-Za-z][A-Za-z\s'\-]*", s)) and re.search(r"[A-Za-z]{3,}", s) is not None
-
-
-def _timeouts() -> tuple[int | None, int | None]:
-    """math_verify's (parsing_timeout, timeout_seconds): signal.alarm only works in the main thread."""
-    if threading.current_thread() is threading.main_thread():
-        return PARSE_TIMEOUT_S, VERIFY_TIMEOUT_S
-    return None, None
-
-
-def _mv_parse(text: str) -> list:
-    parsing_timeout, _ = _timeouts()
-    try:
-        return parse(text, parsing_timeout=parsing_timeout)
-    except ValueError as e:
-        # Main thread of a sub-interpreter, or another signal-hostile host: retry without the alarm.
-        if _SIGNAL_THREAD_ERROR in str(e) and parsing_timeout is not None:
-            return parse(text, parsing_timeout=None)
-        raise
-
-
-def _mv_verify(gold: list, pred: list) -> bool:
-    _, verify_timeout = _timeouts()
-    try:
-        return bool(verify(gold, pred, timeout_seconds=verify_timeout))
-    except ValueError as e:
-        if _SIGNAL_THREAD_ERROR in str(e) and verify_timeout is not None:
-            return bool(verify(gold, pred, timeout_seconds=None))
-        raise
-
-
-def _math_equal(gold: str, pred: str) -> bool:
-    # Wrap in \boxed{} so math_verify parses the whole string as LaTeX: unwrapped, it hunts for the last
-    # number-like span in free text and would read "x+1" as 1 (and then accept a gold of 1).
-    gold_parsed = _mv_parse(f"\\boxed{{{gold}}}") or _mv_parse(gold)
-    if not gold_parsed:
-        return False
-    if _mv_verify(gold_parsed, _mv_parse(f"\\boxed{{{pred}}}")):
-        return True
-    # A prose answer ("12 because ...") does not parse as one expression; then let math_verify's own
-    # free-text extraction find the expression in it.
-    if re.search(r"(?<!\\)\b[A-Za-z]{3,}", pred):
-        return _mv_verify(gold_parsed, _mv_parse(pred))
-    return False
-
-
-def answers_match(predicted: str | None, solution: Any) -> bool:
-    """Whether an extracted answer equals the ground truth.
-
-    * Choice-letter ground truth ("C", "(c)", "C."): the prediction's choice letter must be the same letter,
-      case-insensitively ("(C) 12" and "\\text{C}" count as C).
-    * Otherwise: a loose string match first (cheap, and the only test for word answers such as "yes"),
-      then mathematical equivalence with ``math_verify.parse`` + ``math_verify.verify`` ("12" == "12.0",
-      "1/2" == "0.5" == "\\frac{1}{2}", "x+1" == "1+x"). Any math_verify error or timeout counts as
-      "not equivalent" (the string match has already been tried).
+    * Choice-letter ground truth ("C", "(c)", "C.", "C. 45°"): the prediction's choice letter must be the same
+      letter ("(C) 12" and "\\text{C}" count as C); a predicted text must be that option's text and no other's.
+    * Option-text ground truth with ``options`` (the row's option texts in letter order): a predicted letter
+      stands for its option.
+    * Otherwise: normalised strings (case, punctuation, articles, whitespace, number words), then mathematical
+      equivalence with ``math_verify`` ("12" == "12.0", "1/2" == "0.5" == "\\frac{1}{2}", "x+1" == "1+x",
+      "25%" == "0.25", "12 cm" == "12") unless the ground truth is a word answer. Any math_verify error or
+      timeout counts as "not equivalent".
     """
     if predicted is None or not isinstance(predicted, str) or not predicted.strip():
         return False
     gold = normalize_solution(solution)
     if gold is None:
         return False
-    pred = predicted.strip()
-
-    gold_letter = _choice_letter(gold, allow_leading=False)
-    if gold_letter is not None:
-        return _choice_letter(pred) == gold_letter
-
-    if _normalize_text(pred) == _normalize_text(gold):
-        return True
-    if _is_text_answer(gold) or len(pred) > MAX_MATH_ANSWER_CHARS or len(gold) > MAX_MATH_ANSWER_CHARS:
-        return False
     try:
-        return _math_equal(gold, pred)
-    except Exception:  # math_verify/sympy can raise on odd input; a reward must not crash a run
-        logger.debug("math_verify failed on gold=%r pred=%r", gold, pred, exc_info=True)
+        return match(predicted, gold, options)
+    except Exception:  # defensive: an odd answer must not abort a scoring run of thousands
+        logger.debug("answer comparison failed on gold=%r pred=%r", gold, predicted, exc_info=True)
         return False
 
 
@@ -416,6 +194,19 @@ def _completion_text(completion: Any) -> str:
     )
 
 
+def _prompt_text(prompt: Any) -> str:
+    """The text of a prompt as TRL passes it (``prompts``): a string or a list of chat messages."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, (list, tuple)):
+        return "\n".join(
+            _content_text(m.get("content"))
+            for m in prompt
+            if isinstance(m, dict) and m.get("role") != "system"
+        )
+    return ""
+
+
 def accuracy_reward(completions: list, solution: list, **kwargs: Any) -> list[float]:
     """0/1 accuracy of each completion against its ground truth, with TRL's reward-function signature.
 
@@ -424,7 +215,11 @@ def accuracy_reward(completions: list, solution: list, **kwargs: Any) -> list[fl
             ``[[{"role": "assistant", "content": "..."}], ...]`` where ``content`` is a string or a list of
             ``{"type": "text", "text": ...}`` parts.
         solution: ground-truth answers, one per completion (str/int/float; see :func:`normalize_solution`).
-        **kwargs: ignored; accepted so trainers (e.g. TRL's ``GRPOTrainer``) can pass dataset columns.
+        **kwargs: the other dataset columns, one entry per completion, as TRL's ``GRPOTrainer`` (and RAP's
+            scoring) pass them. A choices/options column (``choices``, ``options``, ``option``; a list, a
+            dict by letter, or text such as ``"A. 3cm; B. 4cm"``) or MMBench-style ``A``/``B``/... columns give
+            the row's options; without them the options are read from ``prompts`` when the question lists
+            them. Everything else is ignored.
 
     Returns:
         1.0 where the extracted answer matches, else 0.0. A None/empty solution gives 0.0 (unlike TRL's
@@ -435,16 +230,24 @@ def accuracy_reward(completions: list, solution: list, **kwargs: Any) -> list[fl
             f"accuracy_reward got {len(completions)} completions but {len(solution)} solutions; "
             "pass one solution per completion"
         )
+    prompts = kwargs.get("prompts")
     rewards = []
-    for completion, sol in zip(completions, solution, strict=True):
+    for i, (completion, sol) in enumerate(zip(completions, solution, strict=True)):
         text = _completion_text(completion)
         try:
-            correct = answers_match(extract_answer(text), sol)
+            prompt = prompts[i] if isinstance(prompts, Sequence) and i < len(prompts) else None
+            options = row_options(kwargs, i, _prompt_text(prompt) if prompt is not None else None)
+            correct = answers_match(extract_answer(text, options), sol, options)
         except Exception:  # defensive: one odd sample must not abort a scoring run of thousands
             logger.warning("reward computation failed; scoring 0.0", exc_info=True)
             correct = False
         rewards.append(1.0 if correct else 0.0)
     return rewards
+
+
+# Bumped whenever accuracy_reward scores some completion differently (part of scoring fingerprints). 2: the
+# answer formats of docs/rewards.md, options from the row's columns.
+accuracy_reward.rap_reward_version = 2  # type: ignore[attr-defined]
 
 
 def _import_reward_fn(spec: str) -> Any:
@@ -503,6 +306,22 @@ def resolve_reward_fn(reward_fn: RewardFn | str | None = None) -> RewardFn:
     return reward_fn
 
 
+def accepted_kwargs(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``fn`` can take: all of them for a function with ``**kwargs`` (TRL's signature),
+    else only the ones it names. Scoring passes the dataset's columns as TRL does, and a user function written
+    as ``fn(completions, solution)`` must not fail on them."""
+    if not kwargs:
+        return kwargs
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature: pass everything, as TRL would
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return kwargs
+    names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
 def compute_rewards(
     reward_fn: RewardFn | str | None, completions: list, solutions: list, **kwargs: Any
 ) -> list[float]:
@@ -510,7 +329,9 @@ def compute_rewards(
 
     ``reward_fn`` None or a string is first resolved with :func:`resolve_reward_fn`. The function is called
     with keywords, as TRL's trainers do, so both ``fn(completions, solution, **kw)``
-    and ``fn(completions, **kwargs)`` (reading ``kwargs["solution"]``) work.
+    and ``fn(completions, **kwargs)`` (reading ``kwargs["solution"]``) work. ``kwargs`` (e.g. the dataset's
+    other columns) reach a function with ``**kwargs`` in full, and others only by the names they declare
+    (:func:`accepted_kwargs`).
 
     Returns:
         One finite float per completion, in [0, 1]. ``None`` entries (TRL's "not applicable") become 0.0;
@@ -525,7 +346,7 @@ def compute_rewards(
     if reward_fn is None or isinstance(reward_fn, str):
         reward_fn = resolve_reward_fn(reward_fn)
     name = getattr(reward_fn, "__name__", type(reward_fn).__name__)
-    result = reward_fn(completions=completions, solution=solutions, **kwargs)
+    result = reward_fn(completions=completions, solution=solutions, **accepted_kwargs(reward_fn, kwargs))
     if hasattr(result, "tolist"):  # numpy array / torch tensor
         result = result.tolist()
     if isinstance(result, (str, bytes, dict)) or not isinstance(result, Sequence):
@@ -562,5 +383,8 @@ def compute_rewards(
 
 
 def reward_fn_name(fn: Any) -> str:
-    """A stable name for a reward function (module + qualified name), for fingerprints and metadata."""
-    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    """A stable name for a reward function (module + qualified name, and its ``rap_reward_version`` when it has
+    one), for fingerprints and metadata: scores from an older version of a reward are not resumed into."""
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    version = getattr(fn, "rap_reward_version", None)
+    return f"{name}@v{version}" if version is not None else name

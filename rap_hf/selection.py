@@ -5,10 +5,14 @@ out) and `rap_selected`; the subset is ``annotated.filter(lambda r: r["rap_selec
 the order they are decided (row order is the dataset's index order throughout):
 
 1. ``error``: ``rap_error`` is not null, or ``rap_cde`` is NaN/null (the row was not scored). Never selected.
-2. CDE: ``rap_cde < lambda_c`` -> ``cde_rejected`` (``rap_cde == lambda_c`` is kept).
-3. ACE, on the rows CDE kept: active ACE column (``rap_ace`` in "paper" mode, ``rap_ace_norm`` in
-   "normalized" mode) ``> lambda_a`` -> ``ace_rejected``. A NaN ACE score (e.g. ``compute_ace=False``) is
-   not ``> lambda_a``, so such rows pass the ACE filter.
+2. CDE: ``rap_cde < lambda_c`` -> ``cde_rejected`` (``rap_cde == lambda_c`` is kept; the comparison allows
+   float noise of up to `rap_hf.estimators.cde.CDE_TOLERANCE`, so a CDE of exactly k/M is kept at
+   ``lambda_c = k/M`` however it was stored).
+3. ACE, on the rows CDE kept: active ACE column (``rap_ace`` in "paper" and "paper_exact" mode,
+   ``rap_ace_norm`` in "normalized" mode) ``> lambda_a`` -> ``ace_rejected``. A NaN ACE score (e.g.
+   ``compute_ace=False``) is not ``> lambda_a``, so such rows pass the ACE filter. Outside "paper_exact" mode, a
+   row whose ACE response (``rap_ace_length``) is shorter than ``ace_min_length`` tokens is not judged by ACE
+   either (`ace_not_judged`): the paper's product rejects short answers for being short.
 4. The rest: ``kept``.
 5. DRM (``use_drm``): see `rap_hf.estimators.drm.drm_replace`; trivial kept rows -> ``drm_out``, hardest
    rejected rows -> ``drm_in``.
@@ -46,9 +50,13 @@ from rap_hf.columns import (  # noqa: F401 (the stage names are re-exported: cal
 )
 from rap_hf.config import RAPSelectionConfig
 from rap_hf.errors import RAPUserError
+from rap_hf.estimators.cde import cde_at_least
 from rap_hf.estimators.drm import drm_replace
 
 logger = logging.getLogger("rap_hf")
+
+#: Tokens of the response ACE read (absent in data scored before the column existed: then every row is judged).
+ACE_LENGTH_COLUMN = "rap_ace_length"
 
 
 def budget_rank(cde: np.ndarray, ace: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -86,18 +94,40 @@ def apply_budget(stages: np.ndarray, cde: np.ndarray, ace: np.ndarray, budget: i
     return stages
 
 
+def ace_not_judged(ace_length: np.ndarray | None, config: RAPSelectionConfig) -> np.ndarray | None:
+    """Rows whose ACE response is too short to judge (``rap_ace_length < ace_min_length``, not in
+    "paper_exact" mode); None when the lengths are unknown (data scored before `rap_ace_length` existed)."""
+    if ace_length is None:
+        return None
+    length = np.asarray(ace_length, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(length) & (length < config.ace_length_guard)
+
+
 def compute_stages(
-    acc_mm: np.ndarray, cde: np.ndarray, ace: np.ndarray, is_error: np.ndarray, config: RAPSelectionConfig
+    acc_mm: np.ndarray,
+    cde: np.ndarray,
+    ace: np.ndarray,
+    is_error: np.ndarray,
+    config: RAPSelectionConfig,
+    ace_length: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The stage of every row (object array of str) from the score arrays; pure numpy, no dataset."""
+    """The stage of every row (object array of str) from the score arrays; pure numpy, no dataset.
+
+    ``ace_length`` (``rap_ace_length``) lets ACE leave short responses unjudged (`ace_not_judged`).
+    """
     acc_mm = np.asarray(acc_mm, dtype=np.float64)
     cde = np.asarray(cde, dtype=np.float64)
     ace = np.asarray(ace, dtype=np.float64)
+    unjudged = ace_not_judged(ace_length, config)
+    if unjudged is not None:
+        ace = np.where(unjudged, np.nan, ace)  # a NaN ACE is never > lambda_a, and ranks last in budgets
     error = np.asarray(is_error, dtype=bool) | np.isnan(cde)
 
     stages = np.full(len(cde), KEPT, dtype=object)
     with np.errstate(invalid="ignore"):
-        cde_rejected = ~error & (cde < config.lambda_c)
+        # On the rollout grid: rap_cde == lambda_c is kept, also for scores stored with float noise (cde.py).
+        cde_rejected = ~error & ~cde_at_least(cde, config.lambda_c)
         ace_rejected = ~error & ~cde_rejected & (ace > config.lambda_a)
     stages[cde_rejected] = CDE_REJECTED
     stages[ace_rejected] = ACE_REJECTED
@@ -157,7 +187,9 @@ def _select_split(
     _check_columns(dataset, config, split)
     columns = _required_columns(config)
     has_error = "rap_error" in dataset.column_names
-    table = _read_columns(dataset, columns + (["rap_error"] if has_error else []))
+    has_length = ACE_LENGTH_COLUMN in dataset.column_names
+    extra = (["rap_error"] if has_error else []) + ([ACE_LENGTH_COLUMN] if has_length else [])
+    table = _read_columns(dataset, columns + extra)
     n = table.num_rows
     if has_error:
         is_error = ~pc.is_null(table.column("rap_error")).to_numpy()
@@ -169,6 +201,7 @@ def _select_split(
         _to_float(table.column(config.active_ace_column)),
         is_error,
         config,
+        ace_length=_to_float(table.column(ACE_LENGTH_COLUMN)) if has_length else None,
     )
     selected = np.isin(stages, SELECTED_STAGES)
 

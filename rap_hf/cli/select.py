@@ -81,4 +81,6 @@ def main(args: SelectArguments, config: RAPConfig) -> dict[str, Any]:
         f"selected {report['selected']} of {report['scored_rows']} scored rows "
         f"({100 * report['selection_ratio']:.1f}%) -> {output / 'selected'}\nreport: {md_path}"
     )
+    for warning in report["warnings"]:  # degenerate scores, and why nothing was selected when nothing was
+        print(f"WARNING: {warning}")
     return report

@@ -10,10 +10,19 @@ from typing import Any
 import datasets
 import numpy as np
 
-from rap_hf.config import RAPConfig
+from rap_hf.config import RAPConfig, RAPSelectionConfig
+from rap_hf.report.ace_length import ace_length_markdown, ace_length_table
 
 STAGES = ("kept", "cde_rejected", "ace_rejected", "drm_in", "drm_out", "budget_in", "budget_out", "error")
-SUMMARY_COLUMNS = ("rap_acc_mm", "rap_acc_text", "rap_cde", "rap_ace", "rap_ace_norm", "rap_difficulty")
+SUMMARY_COLUMNS = (
+    "rap_acc_mm",
+    "rap_acc_text",
+    "rap_cde",
+    "rap_ace",
+    "rap_ace_norm",
+    "rap_difficulty",
+    "rap_ace_length",
+)
 
 
 def _summary(values: np.ndarray) -> dict[str, float | int | None]:
@@ -45,7 +54,12 @@ def _summary(values: np.ndarray) -> dict[str, float | int | None]:
 def build_report(
     annotated: datasets.Dataset, config: RAPConfig, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Counts per stage, selection ratio and score summaries (overall and over the selected rows)."""
+    """Counts per stage, selection ratio, score summaries (overall and over the selected rows), ACE rejections
+    by response length (`rap_hf.report.ace_length`) and ``warnings``: the degenerate-score alarms of the data
+    (`rap_hf.scoring.alarms`) and of its ``rap_scoring.json`` (``extra["scoring"]``), and why nothing was
+    selected when nothing was."""
+    from rap_hf.scoring.alarms import score_warnings, zero_selection_reason
+
     stages = (
         np.asarray(annotated["rap_stage"], dtype=object) if len(annotated) else np.asarray([], dtype=object)
     )
@@ -69,6 +83,15 @@ def build_report(
             values = np.asarray(annotated[column], dtype=float)
             report["scores"][column] = _summary(values)
             report["scores_selected"][column] = _summary(values[selected])
+    selection_config = RAPSelectionConfig.of(config)
+    report["ace_by_length"] = ace_length_table(annotated, selection_config)
+    scoring = (extra or {}).get("scoring") or {}
+    if "warnings" in scoring:  # computed when the scores were written, with the answer column they used
+        warnings = list(scoring["warnings"])
+    else:  # scored through the API, or before scoring wrote warnings
+        warnings = score_warnings(annotated, getattr(config, "answer_column", None))
+    zero = zero_selection_reason(counts, selection_config) if len(annotated) else None
+    report["warnings"] = warnings + ([zero] if zero else [])
     if extra:
         report.update(extra)
     return report
@@ -94,6 +117,11 @@ def report_markdown(report: dict[str, Any]) -> str:
         "| stage | rows |",
         "|---|---|",
     ]
+    if report.get("warnings"):  # first, where nobody can miss them: scores that cannot select anything
+        warning_lines = ["## Warnings", ""]
+        for warning in report["warnings"]:
+            warning_lines += ["```text", warning, "```", ""]
+        lines[5:5] = warning_lines
     lines += [f"| {stage} | {count} |" for stage, count in report["counts"].items()]
     if report.get("figures"):
         lines += ["", "## Figures", ""]
@@ -109,6 +137,17 @@ def report_markdown(report: dict[str, Any]) -> str:
         for column, s in report[key].items():
             cells = [s["count"], s["mean"], s["std"], s["min"], s["p10"], s["p50"], s["p90"], s["max"]]
             lines.append(f"| {column} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    if report.get("ace_by_length"):
+        lines += [
+            "",
+            "## ACE by response length",
+            "",
+            "Rows that passed CDE, by the length of the response ACE read (rap_ace_length). Responses shorter "
+            "than ace_min_length are not judged, so ACE never rejects a row only for being short; the last "
+            "column is what the paper's rule as written (ace_mode='paper_exact') would reject.",
+            "",
+            *ace_length_markdown(report["ace_by_length"]),
+        ]
     lines += ["", "## Configuration", "", "```json", json.dumps(report["config"], indent=2), "```", ""]
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from rap_hf.columns import SCORE_COLUMNS, resolve_columns, score_features
 from rap_hf.config import RAPConfig, RAPScoringConfig, RAPSelectionConfig
 from rap_hf.errors import RAPUserError
 from rap_hf.rewards import resolve_reward_fn, reward_fn_name
+from rap_hf.scoring.alarms import raise_score_alarms
 from rap_hf.scoring.engine import ScoringEngine, ScoringStats
 from rap_hf.scoring.images import undecoded_images
 from rap_hf.scoring.loading import load_model_and_processor
@@ -111,7 +112,8 @@ class RAPDataFilter:
         """Return `dataset` with the `rap_*` score columns added, every row kept, in the original order.
 
         Runs through `datasets.map(batched=True, with_indices=True, with_rank=True)`. Rows that cannot be
-        scored get a reason in `rap_error` and NaN scores. `index_offset` shifts the row index used for seeding
+        scored get a reason in `rap_error` and NaN scores. Degenerate scores (every reward 0 or identical,
+        nearly every row an error) raise a `rap_hf.scoring.alarms.DegenerateScoresWarning` and a log block. `index_offset` shifts the row index used for seeding
         (for a shard of a larger dataset, pass the shard's first global index so seeds match a full run).
         """
         if isinstance(dataset, datasets.DatasetDict):
@@ -149,6 +151,7 @@ class RAPDataFilter:
         )
         if image_column in dataset.features:
             scored = scored.cast_column(image_column, dataset.features[image_column])
+        raise_score_alarms(scored, columns["answer"], where=desc)
         logger.info(
             "RAP scored %d rows in %.1fs (%d errors, %d generated tokens)",
             len(scored),
