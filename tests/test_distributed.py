@@ -1,7 +1,7 @@
 """Scoring across processes and resuming (CPU, gloo): 2 processes == 1 process row for row, kill -9 and resume
 == uninterrupted, corrupt or partial batches redone, another fingerprint refused, the ZeRO-3 lock-step
 schedule keeps processes' model calls identical. Everything is compared with an in-process
-`RAPDataFilter.score`, the one-process reference."""
+`RAPDataFilter.score`, the one-process reference. DeepSpeed ZeRO-3 itself: tests/test_zero3_cpu.py."""
 
 from __future__ import annotations
 
@@ -266,33 +266,3 @@ def test_num_proc_workers_equal_one_process(tiny_model_dir, data_dir, reference,
     assert main(_score_argv(tiny_model_dir, data_dir, output, "--num_proc", "2")) == 0
     assert json.loads((output / SCORING_METADATA).read_text())["num_processes"] == 2
     assert_same_dataset(reference, datasets.load_from_disk(str(output)))
-
-
-@pytest.mark.skipif(
-    not torch.cuda.is_available(),
-    reason="DeepSpeed ZeRO-3 needs CUDA GPUs (run benchmarks/gpu_scoring_check.py on a GPU machine; its "
-    "--tiny mode runs here). The lock-step schedule ZeRO-3 relies on is tested on CPU above.",
-)
-def test_zero3_single_process_smoke(tiny_model_dir, data_dir, reference, tmp_path):
-    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install 'rap-hf[deepspeed]')")
-    from rap_hf.accelerate_configs import resolve_accelerate_config
-
-    output = tmp_path / "scores"
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(resolve_accelerate_config("zero3")),
-        "--num_processes",
-        "1",
-        "--mixed_precision",
-        "no",
-        "-m",
-        "rap_hf",
-        *_score_argv(tiny_model_dir, data_dir, output),
-    ]
-    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-5000:]
-    scored = datasets.load_from_disk(str(output))
-    assert len(scored) == 8 and all(e is None for e in scored["rap_error"])

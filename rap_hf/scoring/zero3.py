@@ -23,26 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rap_hf.scoring.engine import error_reason
+from rap_hf.scoring.rollouts import processor_inputs
 
 if TYPE_CHECKING:
     from rap_hf.scoring.engine import ScoringEngine
 
 logger = logging.getLogger("rap_hf")
-
-
-def zero3_requested() -> bool:
-    """True when this process was launched with a DeepSpeed ZeRO stage-3 accelerate config."""
-    return (
-        os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-        and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "") == "3"
-    )
 
 
 def inference_deepspeed_config(
@@ -99,14 +91,18 @@ def inference_deepspeed_config(
     return config
 
 
-def prepare_zero3_model(model: torch.nn.Module, accelerator: Any) -> Any:
-    """Wrap `model` (loaded under `zero.Init`, i.e. already sharded) in an inference-only DeepSpeed engine."""
+def prepare_zero3_model(model: torch.nn.Module, accelerator: Any, num_processes: int) -> Any:
+    """Wrap `model` (loaded under `zero.Init`, i.e. already sharded) in an inference-only DeepSpeed engine.
+
+    `num_processes` is the process group's size (`ProcessContext.world_size`): DeepSpeed checks its batch
+    sizes against that, not against the accelerator's count.
+    """
     import deepspeed
 
     text_config = getattr(model.config, "text_config", model.config)
     config = inference_deepspeed_config(
         accelerator.state.deepspeed_plugin.deepspeed_config,
-        num_processes=accelerator.num_processes,
+        num_processes=num_processes,
         hidden_size=getattr(text_config, "hidden_size", None) or getattr(model.config, "hidden_size", None),
         mixed_precision=str(accelerator.state.mixed_precision),
     )
@@ -186,9 +182,9 @@ class Lockstep:
 
         try:
             if arm == ARM_MM:
-                engine.processor(text=[row.mm_prompt], images=row.images, return_tensors="pt")
+                processor_inputs(engine.processor, [row.mm_prompt], [row.images])
             else:
-                engine.processor(text=[row.text_prompt], return_tensors="pt")
+                processor_inputs(engine.processor, [row.text_prompt])
         except Exception as exc:
             return error_reason(exc)
         return None
@@ -235,7 +231,7 @@ class Lockstep:
         if missing <= 0:
             return
         prompt, images = self._filler_prompt(engine, with_image=True)
-        inputs = engine.processor(text=[prompt], images=images, return_tensors="pt").to(engine.model.device)
+        inputs = processor_inputs(engine.processor, [prompt], [images]).to(engine.model.device)
         kwargs = engine.attention_forward_kwargs()
         for _ in range(missing):
             engine.model(**inputs, use_cache=False, **kwargs)

@@ -13,6 +13,15 @@ from rap_hf.config import RAPSelectionConfig
 
 TRAIN_ON_CHOICES = ("selected", "all", "as_is")
 
+#: The ``rap_*`` values that make `RAPGRPOTrainer` a drop-in `GRPOTrainer`: every row as given, TRL's reward
+#: functions only, no online re-selection, no column dropped. A plain `GRPOConfig` is read with these.
+GRPO_DROP_IN_FIELDS: dict[str, Any] = {
+    "rap_train_on": "as_is",
+    "rap_accuracy_reward": False,
+    "rap_online": False,
+    "rap_drop_completion_columns": False,
+}
+
 
 def _selection_mirror() -> type:
     """A dataclass with one ``rap_<name>`` field per `RAPSelectionConfig` field: same type, default and help
@@ -114,12 +123,58 @@ class RAPGRPOConfig(GRPOConfig, RAPSelectionFields):
         # What the caller set, before GRPOConfig derives values from it (generation_batch_size depends on the
         # number of processes). `rap-hf train` forwards exactly these to the processes it launches.
         self._rap_explicit_values = copy.deepcopy(explicit_values(self))
+        if self.ddp_backend is None and deepspeed_launch_without_gpus():
+            # accelerate names no process-group backend without GPUs, then counts one process while DeepSpeed's
+            # world holds them all, and DeepSpeed rejects the batch sizes: name the CPU backend they share.
+            self.ddp_backend = "gloo"
         super().__post_init__()
+        self._validate_rap_fields()
+
+    def _validate_rap_fields(self) -> None:
         if self.rap_train_on not in TRAIN_ON_CHOICES:
             raise ValueError(f"rap_train_on must be one of {TRAIN_ON_CHOICES}, got {self.rap_train_on!r}")
         if not isinstance(self.rap_retire_after, int) or self.rap_retire_after < 1:
             raise ValueError(f"rap_retire_after must be an integer >= 1, got {self.rap_retire_after!r}")
         self.rap_selection_config()  # validates the selection fields now, not after the model is loaded
+
+    @classmethod
+    def from_grpo_config(cls, args: GRPOConfig, **rap_fields: Any) -> RAPGRPOConfig:
+        """A `RAPGRPOConfig` with every value of the plain `GRPOConfig` ``args``, RAP features off.
+
+        The ``rap_*`` fields are their defaults, then `GRPO_DROP_IN_FIELDS` (train on every row as given, no
+        accuracy reward, no online RAP, data untouched), then ``rap_fields``: the trainer then behaves as
+        TRL's `GRPOTrainer` would with ``args``. The TRL values are copied as ``args`` holds them, after its
+        ``__post_init__`` (not re-derived: building a new config from them would run that derivation twice, and
+        ``generation_batch_size`` / ``steps_per_generation`` are refused when both are set).
+        """
+        if not isinstance(args, GRPOConfig):
+            raise TypeError(f"expected a GRPOConfig, got {type(args).__name__}")
+        config = cls.__new__(cls)
+        config.__dict__.update(vars(args))
+        # A RAPGRPOConfig's record of what its caller set describes that config, not this drop-in copy.
+        config.__dict__.pop("_rap_explicit_values", None)
+        grpo_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+        for f in dataclasses.fields(cls):
+            if f.name not in grpo_fields:
+                has_factory = f.default_factory is not dataclasses.MISSING
+                setattr(config, f.name, f.default_factory() if has_factory else f.default)
+        for name, value in {**GRPO_DROP_IN_FIELDS, **rap_fields}.items():
+            if name not in cls.__dataclass_fields__ or name in grpo_fields:
+                raise TypeError(f"{name!r} is not a rap_* field of {cls.__name__}")
+            setattr(config, name, value)
+        config._validate_rap_fields()
+        return config
+
+    def rap_features(self) -> list[str]:
+        """The RAP features this config turns on, as ``field=value`` strings (empty: a drop-in `GRPOConfig`)."""
+        features = []
+        if self.rap_train_on != "as_is":
+            features.append(f"rap_train_on={self.rap_train_on!r}")
+        if self.rap_accuracy_reward:
+            features.append("rap_accuracy_reward=True")
+        if self.rap_online:
+            features.append("rap_online=True")
+        return features
 
     def rap_selection_config(self) -> RAPSelectionConfig:
         """The `RAPSelectionConfig` made of this config's ``rap_*`` selection fields."""
@@ -151,3 +206,16 @@ def explicit_values(config: Any) -> dict[str, Any]:
         if default is dataclasses.MISSING or value != default:
             values[f.name] = value
     return values
+
+
+def deepspeed_launch_without_gpus() -> bool:
+    """True in a process that ``accelerate launch`` started with a DeepSpeed config on a machine without GPUs
+    (DeepSpeed's CPU accelerator)."""
+    import os
+
+    import torch
+
+    return (
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        and not torch.cuda.is_available()
+    )

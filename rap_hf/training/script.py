@@ -71,6 +71,7 @@ def resolve_model(name_or_path: str, output_dir: str) -> str:
     if not name_or_path.startswith(TINY_MODEL_PREFIX):
         return name_or_path
     from accelerate import PartialState
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     from rap_hf.demo.tiny_models import save_tiny_vlm
 
@@ -80,8 +81,22 @@ def resolve_model(name_or_path: str, output_dir: str) -> str:
     # The local main process writes it; the others wait at the barrier and then only read it.
     with state.local_main_process_first():
         if state.is_local_main_process and not (target / "config.json").exists():
-            save_tiny_vlm(target, family)
+            if is_deepspeed_zero3_enabled():
+                # Under ZeRO-3, transformers builds every model inside deepspeed.zero.Init, whose collectives
+                # would wait for the other processes (they wait at the barrier above): build it apart.
+                build_in_subprocess(target, family)
+            else:
+                save_tiny_vlm(target, family)
     return str(target)
+
+
+def build_in_subprocess(target: Path, family: str) -> None:
+    """`save_tiny_vlm(target, family)` in a fresh interpreter, outside this process's DeepSpeed setup."""
+    import subprocess
+    import sys
+
+    code = "import sys; from rap_hf.demo.tiny_models import save_tiny_vlm; save_tiny_vlm(sys.argv[1], sys.argv[2])"
+    subprocess.run([sys.executable, "-c", code, str(target), family], check=True)
 
 
 def resolve_script_reward_funcs(names: Sequence[str] | None) -> list[Callable]:
