@@ -61,7 +61,8 @@ COMMANDS: dict[str, Command] = {
         "Push scores and the selected subset, with a dataset card, to the Hugging Face Hub.",
     ),
     "demo": Command(
-        "rap_hf.cli.demo", "Run score + select end to end on built-in data with the shipped reference model (offline)."
+        "rap_hf.cli.demo",
+        "Run score + select end to end on built-in data with the shipped reference model (offline).",
     ),
     "explore": Command(
         "rap_hf.cli.explore",

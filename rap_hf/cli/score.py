@@ -51,6 +51,13 @@ class ScoreArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom model code from the repo (off by default)."}
     )
+    reward_fn: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reward function as an import path 'package.module:function' with TRL's signature "
+            "fn(completions, solution, **kwargs) -> list[float]; default: rap_hf.rewards.accuracy_reward."
+        },
+    )
     overwrite: bool = field(
         default=False,
         metadata={
@@ -73,6 +80,13 @@ class ScoreArguments:
         metadata={
             "help": "Under a ZeRO-3 accelerate config: gather the full weights for scoring (fast; the model must "
             "fit on one GPU) instead of scoring the sharded model in lock-step."
+        },
+    )
+    wait_timeout: float = field(
+        default=600.0,
+        metadata={
+            "help": "Seconds the main process waits for another process of the launch that stopped reporting "
+            "(died, or its machine did) before it stops with an error. Finished batches are kept for a resume."
         },
     )
     accelerate_config: str | None = field(
@@ -153,6 +167,7 @@ def main(args: ScoreArguments, config: RAPConfig) -> Path:
         dataset,
         args.output,
         config,
+        reward_fn=args.reward_fn,
         trust_remote_code=args.trust_remote_code,
         torch_dtype=torch_dtype(args.torch_dtype),
         device=args.device,
@@ -162,6 +177,7 @@ def main(args: ScoreArguments, config: RAPConfig) -> Path:
         keep_checkpoints=args.keep_checkpoints,
         num_proc=args.num_proc,
         zero3_gather_params=args.zero3_gather_params,
+        wait_timeout=args.wait_timeout,
         metadata={
             "model": args.model,
             "revision": args.revision,
@@ -181,4 +197,6 @@ def main(args: ScoreArguments, config: RAPConfig) -> Path:
                 f"scored {meta['rows']} rows in {meta['scoring_seconds']:.1f}s on {meta['num_processes']} "
                 f"process(es) ({meta['errors']} errors{resumed}) -> {result.output_dir}"
             )
+        for warning in meta.get("warnings") or []:
+            print(f"WARNING: {warning}")
     return Path(args.output)

@@ -24,8 +24,8 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,116 +34,37 @@ import torch
 
 from rap_hf.config import RAPConfig
 from rap_hf.errors import RAPUserError
+from rap_hf.scoring.alarms import raise_score_alarms
 from rap_hf.scoring.checkpointing import (
     BatchStats,
-    CheckpointMismatchError,
     CorruptBatchError,
+    OutputLock,
     ScoreCheckpoint,
     fingerprint_of,
     model_identity,
+    read_heartbeat,
+    remove_heartbeats,
     scoring_fingerprint_inputs,
+    write_heartbeat,
 )
-from rap_hf.scoring.zero3 import all_reduce_max, zero3_requested
+from rap_hf.scoring.processes import ProcessContext
+from rap_hf.scoring.zero3 import all_reduce_max
 
 logger = logging.getLogger("rap_hf")
 
 # How often the main process looks for the other processes' batches.
 POLL_SECONDS = 0.5
+# How often the other processes report that they are alive, and how long the main process waits for one that
+# stopped reporting before it gives up (`score_to_disk(wait_timeout=...)`, `rap-hf score --wait_timeout`).
+HEARTBEAT_SECONDS = 10.0
+DEFAULT_WAIT_TIMEOUT = 600.0
+
+
+class ProcessLostError(RuntimeError):
+    """Another process of the launch died, failed or stopped reporting before its rows were checkpointed."""
 
 
 # ---------------------------------------------------------------------------------------------- processes
-
-
-@dataclass
-class ProcessContext:
-    """This process's place in the launch: rank, world size, device, and the few collectives scoring uses."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device | None = None
-    accelerator: Any = None  # set under ZeRO-3 only (DeepSpeed needs an Accelerator, not just a state)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls) -> ProcessContext:
-        """Read the launch from the environment ``accelerate launch``/``torchrun`` set; one process otherwise.
-
-        A single process does not touch accelerate's global state (it stays usable inside a notebook or a
-        test); several processes get accelerate's process group (gloo on CPU, NCCL on GPU) and device.
-        """
-        if zero3_requested():
-            from accelerate import Accelerator
-
-            accelerator = Accelerator()  # sets the DeepSpeed config transformers uses for zero.Init loading
-            return cls(
-                accelerator.process_index,
-                accelerator.num_processes,
-                accelerator.local_process_index,
-                accelerator.device,
-                accelerator,
-            )
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return cls()
-        from accelerate import PartialState
-
-        cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in (
-            "1",
-            "true",
-        )
-        state = PartialState(cpu=cpu)
-        return cls(state.process_index, state.num_processes, state.local_process_index, state.device)
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    @contextlib.contextmanager
-    def main_process_first(self) -> Iterator[None]:
-        """The main process runs the block first (e.g. a dataset download), then the others."""
-        if not self.is_main:
-            self.barrier()
-        yield
-        if self.is_main:
-            self.barrier()
-
-    def broadcast(self, value: Any) -> Any:
-        """The main process's `value`, on every process."""
-        if self.world_size == 1:
-            return value
-        import torch.distributed as dist
-
-        holder = [value]
-        dist.broadcast_object_list(holder, src=0)
-        return holder[0]
-
-    def on_main(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on the main process and hand its result, or its error, to every process.
-
-        Without this, an error on the main process (e.g. a refused output directory) would leave the other
-        processes waiting for it in a collective until the launcher's timeout.
-        """
-        result, error = None, None
-        if self.is_main:
-            try:
-                result = fn()
-            except Exception as exc:
-                error = exc
-        shared = self.broadcast((result, None if error is None else (type(error).__name__, str(error))))
-        if error is not None:
-            raise error
-        if shared[1] is not None:
-            name, message = shared[1]
-            kind = CheckpointMismatchError if name == CheckpointMismatchError.__name__ else RuntimeError
-            raise kind(
-                message if kind is CheckpointMismatchError else f"main process failed: {name}: {message}"
-            )
-        return shared[0]
 
 
 def split_rows(ranges: list[tuple[int, int]], world_size: int, rank: int) -> list[tuple[int, int]]:
@@ -224,6 +145,7 @@ def score_to_disk(
     zero3_gather_params: bool = False,
     lockstep: bool | None = None,
     metadata: dict[str, Any] | None = None,
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     context: ProcessContext | None = None,
 ) -> ScoringResult:
     """Score `dataset` into `output_dir` (``save_to_disk`` format + ``rap_scoring.json``), resumably.
@@ -231,7 +153,9 @@ def score_to_disk(
     Call it in every process of a launch with the same arguments. Finished batches are checkpointed; calling
     it again after a crash (with any number of processes) scores only what is missing and ends with exactly
     the dataset an uninterrupted run writes. A directory holding work from another fingerprint (scoring
-    config, dataset, model, reward function, dtype) raises `CheckpointMismatchError` unless `overwrite`.
+    config, dataset, model, reward function, dtype) raises `CheckpointMismatchError` unless `overwrite`; a
+    directory another run is scoring into right now raises `OutputLockedError` (its main process holds
+    ``OUTPUT/.rap_score.lock`` for the whole run).
 
     Args:
         model, processor, reward_fn, trust_remote_code, torch_dtype, attn_implementation, revision: as for
@@ -246,6 +170,8 @@ def score_to_disk(
         lockstep: force the lock-step call schedule on (True) or off (False); None: on exactly when ZeRO-3
             scores sharded weights. True without ZeRO-3 exercises the schedule on CPU.
         metadata: extra entries for ``rap_scoring.json``.
+        wait_timeout: seconds the main process waits for a process of the launch that stopped reporting
+            (the others write a heartbeat every `HEARTBEAT_SECONDS`) before it raises `ProcessLostError`.
         context: the process layout; by default read from the environment.
     """
     import datasets
@@ -263,120 +189,128 @@ def score_to_disk(
     existing = [c for c in SCORE_COLUMNS if c in dataset.column_names]
     if existing:
         raise RAPUserError(f"dataset already has score columns {existing}; remove them to score again")
-    inputs = scoring_fingerprint_inputs(
-        dataset=dataset,
-        config=config,
-        model=model_identity(model, revision),
-        reward_fn=reward_fn_name(resolve_reward_fn(reward_fn)),
-        torch_dtype=str(torch_dtype),
-        attn_implementation=attn_implementation,
-    )
-    checkpoint = ScoreCheckpoint(
-        output_dir, fingerprint_of(inputs), inputs, score_features(config.keep_completions)
-    )
-    if ctx.on_main(lambda: checkpoint.check(overwrite)):
-        return _already_complete(checkpoint, ctx)
-    if not ctx.is_main:
-        datasets.disable_progress_bars()  # one progress bar per launch is enough
-
-    started = time.perf_counter()
-    flt, ds_engine = None, None
-    if num_proc is None:
-        flt, ds_engine = _load_filter(
-            model,
-            processor,
-            config,
-            reward_fn,
-            ctx,
-            trust_remote_code=trust_remote_code,
-            torch_dtype=torch_dtype,
-            device=device,
+    with _ExclusiveRun(output_dir, ctx, wait_timeout) as run:
+        # Resolved once, on the main process (a Hub id's commit, a local folder's content hashes), so every
+        # process fingerprints and loads the same model even if the Hub repo changes meanwhile.
+        identity = ctx.on_main(lambda: model_identity(model, revision))
+        load_revision = identity.get("commit") or revision
+        inputs = scoring_fingerprint_inputs(
+            dataset=dataset,
+            config=config,
+            model=identity,
+            reward_fn=reward_fn_name(resolve_reward_fn(reward_fn)),
+            torch_dtype=str(torch_dtype),
             attn_implementation=attn_implementation,
-            revision=revision,
         )
-    load_seconds = time.perf_counter() - started
-
-    def plan() -> dict[str, Any]:
-        state = checkpoint.prepare(overwrite)
-        return {"pending": checkpoint.missing_ranges(), "state": state}
-
-    planned = ctx.on_main(plan)
-    if not ctx.is_main and not checkpoint.manifest_visible():
-        raise RuntimeError(
-            f"process {ctx.rank} cannot see {checkpoint.dir / 'manifest.json'} written by the main process: "
-            "--output must be on a filesystem shared by every machine of the launch"
+        checkpoint = ScoreCheckpoint(
+            output_dir, fingerprint_of(inputs), inputs, score_features(config.keep_completions)
         )
-    pending: list[tuple[int, int]] = planned["pending"]
-    resumed_rows = len(dataset) - sum(b - a for a, b in pending)
-    mine = split_rows(pending, ctx.world_size, ctx.rank)
-    if resumed_rows:
-        logger.info("RAP scoring resumes: %d of %d rows already checkpointed", resumed_rows, len(dataset))
+        if ctx.on_main(lambda: checkpoint.check(overwrite)):
+            return _already_complete(checkpoint, ctx)
+        if not ctx.is_main:
+            datasets.disable_progress_bars()  # one progress bar per launch is enough
 
-    scoring_started = time.perf_counter()
-    if num_proc is not None:
-        _score_with_num_proc(
-            model,
-            dataset,
-            mine,
-            checkpoint,
-            config,
-            reward_fn,
-            num_proc,
-            model_kwargs={
-                "processor": processor,
-                "trust_remote_code": trust_remote_code,
-                "torch_dtype": torch_dtype,
-                "attn_implementation": attn_implementation,
-                "revision": revision,
-            },
-        )
-    else:
-        _score_ranges(flt, ds_engine, ctx, dataset, mine, checkpoint, zero3_gather_params, lockstep)
-    scored_seconds = time.perf_counter() - scoring_started
-    process_stats = _process_stats(flt, ctx, scored_seconds)
-    if not ctx.is_main:
-        return ScoringResult(Path(output_dir), is_main=False, process_stats=process_stats)
-
-    waited = _wait_for_other_processes(checkpoint, ctx.world_size)
-    merge_started = time.perf_counter()
-    try:
-        scores, totals = checkpoint.load_scores()
-    except CorruptBatchError as exc:
-        if flt is None or ds_engine is not None or flt.engine.lockstep is not None:  # the others have left
-            raise RuntimeError(f"{exc}; run the same command again to score them") from exc
-        logger.warning("%s: rescoring them on the main process", exc)
-        for start, end in exc.ranges:
-            flt.score_batches(
-                dataset.select(range(start, end)), _BatchWriter(checkpoint, flt), index_offset=start
+        started = time.perf_counter()
+        flt, ds_engine = None, None
+        if num_proc is None:
+            flt, ds_engine = _load_filter(
+                model,
+                processor,
+                config,
+                reward_fn,
+                ctx,
+                trust_remote_code=trust_remote_code,
+                torch_dtype=torch_dtype,
+                device=device,
+                attn_implementation=attn_implementation,
+                revision=load_revision,
             )
-        scores, totals = checkpoint.load_scores()
-    scored = datasets.concatenate_datasets([dataset, scores], axis=1)
-    total_seconds = time.perf_counter() - scoring_started
-    meta = {
-        **(metadata or {}),
-        "rows": len(scored),
-        "scoring_seconds": total_seconds,
-        "model_load_seconds": load_seconds,
-        "process_seconds": totals.seconds,
-        "main_process_scoring_seconds": scored_seconds,
-        "wait_seconds": waited,
-        "generated_tokens": totals.generated_tokens,
-        "errors": totals.errors,
-        "error_reasons": totals.error_reasons,
-        "num_processes": num_proc if num_proc is not None else ctx.world_size,
-        "resumed_rows": resumed_rows,
-        "redone_batches": [list(r) for r in planned["state"].redone],
-        "rap_config": config.to_dict(),
-    }
-    checkpoint.finalize(scored, {**meta, "merge_seconds": 0.0}, keep_checkpoints)
-    meta["merge_seconds"] = time.perf_counter() - merge_started
-    meta["scoring_seconds"] = time.perf_counter() - scoring_started
-    # Written again with the merge's own duration (the first write marked the run complete, in case the
-    # process dies right here).
-    checkpoint.write_metadata(meta)
-    return ScoringResult(
-        Path(output_dir), is_main=True, dataset=scored, metadata=meta, process_stats=process_stats
-    )
+        load_seconds = time.perf_counter() - started
+
+        def plan() -> dict[str, Any]:
+            state = checkpoint.prepare(overwrite)
+            return {"pending": checkpoint.missing_ranges(), "state": state}
+
+        planned = ctx.on_main(plan)
+        if not ctx.is_main and not checkpoint.manifest_visible():
+            raise RuntimeError(
+                f"process {ctx.rank} cannot see {checkpoint.dir / 'manifest.json'} written by the main process: "
+                "--output must be on a filesystem shared by every machine of the launch"
+            )
+        pending: list[tuple[int, int]] = planned["pending"]
+        resumed_rows = len(dataset) - sum(b - a for a, b in pending)
+        mine = split_rows(pending, ctx.world_size, ctx.rank)
+        if resumed_rows:
+            logger.info("RAP scoring resumes: %d of %d rows already checkpointed", resumed_rows, len(dataset))
+
+        scoring_started = time.perf_counter()
+        if num_proc is not None:
+            _score_with_num_proc(
+                model,
+                dataset,
+                mine,
+                checkpoint,
+                config,
+                reward_fn,
+                num_proc,
+                model_kwargs={
+                    "processor": processor,
+                    "trust_remote_code": trust_remote_code,
+                    "torch_dtype": torch_dtype,
+                    "attn_implementation": attn_implementation,
+                    "revision": load_revision,
+                },
+            )
+        else:
+            _score_ranges(flt, ds_engine, ctx, dataset, mine, checkpoint, zero3_gather_params, lockstep)
+        scored_seconds = time.perf_counter() - scoring_started
+        process_stats = _process_stats(flt, ctx, scored_seconds)
+        if not ctx.is_main:
+            return ScoringResult(Path(output_dir), is_main=False, process_stats=process_stats)
+
+        waited = run.wait_for_others(checkpoint)
+        merge_started = time.perf_counter()
+        try:
+            scores, totals = checkpoint.load_scores()
+        except CorruptBatchError as exc:
+            # Rescored here only when the other processes are not needed for a model call (they have left).
+            if flt is None or ds_engine is not None or flt.engine.lockstep is not None:
+                raise RuntimeError(f"{exc}; run the same command again to score them") from exc
+            logger.warning("%s: rescoring them on the main process", exc)
+            for start, end in exc.ranges:
+                flt.score_batches(
+                    dataset.select(range(start, end)), _BatchWriter(checkpoint, flt), index_offset=start
+                )
+            scores, totals = checkpoint.load_scores()
+        scored = datasets.concatenate_datasets([dataset, scores], axis=1)
+        total_seconds = time.perf_counter() - scoring_started
+        meta = {
+            **(metadata or {}),
+            "rows": len(scored),
+            "scoring_seconds": total_seconds,
+            "model_load_seconds": load_seconds,
+            "process_seconds": totals.seconds,
+            "main_process_scoring_seconds": scored_seconds,
+            "wait_seconds": waited,
+            "generated_tokens": totals.generated_tokens,
+            "errors": totals.errors,
+            "error_reasons": totals.error_reasons,
+            "num_processes": num_proc if num_proc is not None else ctx.world_size,
+            "resumed_rows": resumed_rows,
+            "redone_batches": [list(r) for r in planned["state"].redone],
+            "rap_config": config.to_dict(),
+            # Degenerate scores (every reward 0 or identical, nearly every row an error), also logged loudly.
+            "warnings": raise_score_alarms(scored, config.answer_column, where="RAP scoring"),
+        }
+        checkpoint.finalize(scored, {**meta, "merge_seconds": 0.0}, keep_checkpoints)
+        meta["merge_seconds"] = time.perf_counter() - merge_started
+        meta["scoring_seconds"] = time.perf_counter() - scoring_started
+        # Written again with the merge's own duration (the first write marked the run complete, in case the
+        # process dies right here).
+        checkpoint.write_metadata(meta)
+        return ScoringResult(
+            Path(output_dir), is_main=True, dataset=scored, metadata=meta, process_stats=process_stats
+        )
 
 
 def _process_stats(flt: Any, ctx: ProcessContext, seconds: float) -> dict[str, Any]:
@@ -422,7 +356,7 @@ def _load_filter(model, processor, config, reward_fn, ctx: ProcessContext, *, de
         from rap_hf.scoring.zero3 import prepare_zero3_model
 
         flt = RAPDataFilter(model, processor, config, reward_fn, device=None, **kwargs)
-        return flt, prepare_zero3_model(flt.model, ctx.accelerator)
+        return flt, prepare_zero3_model(flt.model, ctx.accelerator, ctx.world_size)
     if ctx.world_size > 1 and not (device is not None and str(device) == "cpu"):
         device = ctx.device  # each process on its own GPU; one shared --device would stack them on one
     return RAPDataFilter(model, processor, config, reward_fn, device=device, **kwargs), None
@@ -470,18 +404,120 @@ def _score_ranges(
                 flt.engine.score_batch(empty, [], columns)
 
 
-def _wait_for_other_processes(checkpoint: ScoreCheckpoint, world_size: int) -> float:
-    """Main process: block until every row range is checkpointed (by polling the folder, not a collective)."""
-    started = time.perf_counter()
-    last_log = started
-    while missing := checkpoint.missing_ranges():
-        if world_size == 1:
-            raise RuntimeError(f"rows {missing} were not scored")  # cannot happen unless files were removed
-        if time.perf_counter() - last_log > 60:
-            logger.info("waiting for %d rows from the other processes", sum(b - a for a, b in missing))
-            last_log = time.perf_counter()
-        time.sleep(POLL_SECONDS)
-    return time.perf_counter() - started
+class _ExclusiveRun:
+    """One scoring run's hold on its output directory, entered by every process of the launch.
+
+    The main process takes `OutputLock` (the error, e.g. another run holding it, reaches every process through
+    `ProcessContext.on_main`) and, after scoring its own share, waits for the others' batches
+    (`wait_for_others`). Every other process writes a heartbeat while it runs and a last one saying "done"
+    or "failed" (with the error) when it leaves, so the main process can tell a slow process from a dead one
+    and stop with `ProcessLostError` instead of waiting forever for rows nobody will write.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, ctx: ProcessContext, wait_timeout: float) -> None:
+        self.output_dir = Path(output_dir)
+        self.ctx = ctx
+        self.wait_timeout = float(wait_timeout)
+        self.lock = OutputLock(output_dir) if ctx.is_main else None
+        self.run_id = ""
+        self._stop = threading.Event()
+        self._beats: threading.Thread | None = None
+
+    def __enter__(self) -> _ExclusiveRun:
+        holder = self.ctx.on_main(lambda: self.lock.acquire())  # only the main process calls it
+        # Heartbeats name the run, so one left behind by an earlier run is never mistaken for a live process.
+        self.run_id = f"{holder.get('host')}:{holder.get('pid')}:{holder.get('started')}"
+        if not self.ctx.is_main:
+            self._beats = threading.Thread(target=self._beat, name="rap-heartbeat", daemon=True)
+            self._beats.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if self._beats is not None:
+            self._stop.set()
+            self._beats.join()
+            state, error = ("done", None) if exc is None else ("failed", f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError):
+                write_heartbeat(self.output_dir, self.ctx.rank, self.run_id, -1, state, error)
+        if self.lock is not None:
+            remove_heartbeats(self.output_dir)
+            self.lock.release()
+
+    def _beat(self) -> None:
+        beat = 0
+        while True:
+            try:
+                write_heartbeat(self.output_dir, self.ctx.rank, self.run_id, beat, "running")
+            except OSError as exc:  # a full or flaky disk must not kill the scoring itself
+                logger.warning("process %d cannot write its heartbeat: %s", self.ctx.rank, exc)
+            beat += 1
+            if self._stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    def wait_for_others(self, checkpoint: ScoreCheckpoint) -> float:
+        """Main process: block until every row range is checkpointed, by polling the folder (not a collective,
+        so unequal shards never hit an NCCL timeout); the seconds waited.
+
+        Raises:
+            ProcessLostError: a process reported a failure; or stopped reporting (died, or its machine did)
+                for `wait_timeout` seconds with rows missing; or every process finished and rows are still
+                missing `wait_timeout` seconds later.
+        """
+        started = time.monotonic()
+        last_log = started
+        # Per process: the last heartbeat seen and when it changed, by this process's clock (machines' clocks
+        # may disagree, so heartbeats carry a counter, not a time).
+        seen: dict[int, tuple[Any, float]] = {r: (None, started) for r in range(1, self.ctx.world_size)}
+        while missing := checkpoint.missing_ranges():
+            if self.ctx.world_size == 1:
+                raise RuntimeError(f"rows {missing} were not scored")  # only if files were removed meanwhile
+            now = time.monotonic()
+            lost, running = [], 0
+            for rank, (last, since) in seen.items():
+                record = read_heartbeat(self.output_dir, rank, self.run_id)
+                if record is not None and record.get("state") == "failed":
+                    raise ProcessLostError(
+                        f"process {rank} ({_where(record)}) failed: {record.get('error')}. Rows {_rows(missing)} "
+                        "were not scored; run the same command again to resume (finished batches are kept)."
+                    )
+                key = None if record is None else (record.get("state"), record.get("beat"))
+                if key != last:
+                    seen[rank] = (key, now)
+                elif now - since > self.wait_timeout and (record is None or record.get("state") != "done"):
+                    lost.append((rank, record, now - since))
+                running += record is None or record.get("state") != "done"
+            if lost:
+                rank, record, silent = lost[0]
+                what = (
+                    f"process {rank} ({_where(record)}) stopped reporting {silent:.0f} s ago"
+                    if record is not None
+                    else f"process {rank} never reported in {silent:.0f} s"
+                )
+                raise ProcessLostError(
+                    f"{what} (--wait_timeout {self.wait_timeout:g}): it died or hangs, and rows "
+                    f"{_rows(missing)} will not be scored. Run the same command again to resume (finished "
+                    "batches are kept)."
+                )
+            if not running and now - max(since for _, since in seen.values()) > self.wait_timeout:
+                raise ProcessLostError(
+                    f"every process finished but rows {_rows(missing)} are still missing from "
+                    f"{checkpoint.dir} after {self.wait_timeout:g} s (were files removed, or is --output not "
+                    "shared by every machine?). Run the same command again to score them."
+                )
+            if now - last_log > 60:
+                logger.info("waiting for %d rows from the other processes", sum(b - a for a, b in missing))
+                last_log = now
+            time.sleep(POLL_SECONDS)
+        return time.monotonic() - started
+
+
+def _where(record: dict[str, Any]) -> str:
+    return f"pid {record.get('pid')} on {record.get('host')}"
+
+
+def _rows(ranges: list[tuple[int, int]]) -> str:
+    shown = ", ".join(f"[{a}, {b})" for a, b in ranges[:5])
+    return shown + (f" and {len(ranges) - 5} more ranges" if len(ranges) > 5 else "")
 
 
 # ---------------------------------------------------------------------------------------------- num_proc

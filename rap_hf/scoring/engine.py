@@ -22,7 +22,8 @@ import torch
 
 from rap_hf.columns import NUMERIC_SCORE_COLUMNS, score_features
 from rap_hf.config import RAPScoringConfig
-from rap_hf.estimators import ace_normalized, ace_paper, cde_score
+from rap_hf.estimators import ace_normalized, ace_paper
+from rap_hf.estimators.cde import rollout_scores
 from rap_hf.rewards import compute_rewards, normalize_solution
 from rap_hf.scoring.attention import capture_final_layer_attention
 from rap_hf.scoring.images import ImageError, decode_image, normalize_image, processor_pixel_budget
@@ -32,6 +33,7 @@ from rap_hf.scoring.rollouts import (
     build_messages,
     completion_seed,
     generate_rollouts,
+    processor_inputs,
     render_prompt,
 )
 
@@ -71,6 +73,14 @@ class ScoringRow:
     completions: dict[str, list[str]] = field(default_factory=dict)
     completion_ids: dict[str, list[list[int]]] = field(default_factory=dict)
     rewards: dict[str, list[float]] = field(default_factory=dict)
+    # The raw prompt and the row's other columns: the reward function gets them as TRL passes them
+    # (``prompts`` and one keyword per column), e.g. a choices column for multiple-choice answers.
+    prompt: Any = None
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+# Keyword names a reward function gets from scoring itself, so a dataset column cannot shadow them.
+_RESERVED_REWARD_KWARGS = frozenset({"completions", "solution", "prompts", "completion_ids", "trainer_state"})
 
 
 def error_reason(exc: BaseException) -> str:
@@ -93,18 +103,21 @@ def final_layer_attention(
     """One forward pass over the multimodal prompt followed by `response_ids`, capturing the final decoder
     layer's attention over the response block: a head-averaged (L, L) float32 tensor on the CPU.
 
-    This is the pass ACE reads; only the final layer's probabilities, only the response rows, are kept.
+    This is the pass ACE reads; only the final layer's probabilities, only the response rows, are kept. The
+    prompt is built exactly as for generation (`processor_inputs`: the processor's own extra inputs, no second
+    bos), and the model builds its own attention mask from them (e.g. Gemma 3's bidirectional image blocks,
+    sliding windows), which the capture then applies.
     """
     device = model.device
-    inputs = processor(text=[prompt_text], images=list(images) or None, return_tensors="pt").to(device)
-    prompt_length = inputs["input_ids"].shape[1]
+    inputs = processor_inputs(processor, [prompt_text], [list(images)]).to(device)
+    prompt_shape = inputs["input_ids"].shape
     response = torch.tensor([response_ids], dtype=inputs["input_ids"].dtype, device=device)
     for key, value in list(inputs.items()):
         if key == "input_ids":
             inputs[key] = torch.cat([value, response], dim=1)
-        elif isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[1] == prompt_length:
-            # Per-token side inputs (attention_mask, mm_token_type_ids, ...): response tokens are attended-to
-            # text tokens.
+        elif isinstance(value, torch.Tensor) and value.shape == prompt_shape:
+            # Per-token side inputs (attention_mask, mm_token_type_ids, Gemma 3's token_type_ids): response
+            # tokens are attended-to text tokens.
             fill = 1 if key == "attention_mask" else 0
             inputs[key] = torch.cat([value, torch.full_like(response, fill, dtype=value.dtype)], dim=1)
     # The pass is for attention: the logits of one position are enough.
@@ -191,12 +204,16 @@ class ScoringEngine:
             values = value if isinstance(value, (list, tuple)) else [value]
             if not values or all(v is None for v in values):
                 raise ImageError("missing image")
-            row.images = [normalize_image(decode_image(v), self.max_image_pixels) for v in values]
+            budget = self.max_image_pixels
+            row.images = [normalize_image(decode_image(v, target_pixels=budget), budget) for v in values]
             solution = normalize_solution(batch[columns["answer"]][i])
             if solution is None:
                 raise ValueError("missing or empty answer")
             row.solution = solution
             prompt = batch[columns["prompt"]][i]
+            row.prompt = prompt
+            skip = _RESERVED_REWARD_KWARGS | {columns["image"], columns["prompt"], columns["answer"]}
+            row.columns = {name: column[i] for name, column in batch.items() if name not in skip}
             system = self.config.system_prompt
             row.mm_prompt = render_prompt(
                 self.processor,
@@ -267,8 +284,11 @@ class ScoringEngine:
             solutions = [r.solution for r in rows for _ in r.completions[arm]]
             if not completions:
                 continue
+            kwargs = {"prompts": [r.prompt for r in rows for _ in r.completions[arm]]}
+            for name in rows[0].columns:
+                kwargs[name] = [r.columns.get(name) for r in rows for _ in r.completions[arm]]
             try:
-                rewards = compute_rewards(self.reward_fn, completions, solutions)
+                rewards = compute_rewards(self.reward_fn, completions, solutions, **kwargs)
             except Exception as exc:
                 for row in rows:
                     row.error = f"reward function failed: {error_reason(exc)}"
@@ -282,8 +302,9 @@ class ScoringEngine:
 
     def row_scores(self, row: ScoringRow) -> dict[str, Any] | None:
         """The score columns of a generated and rewarded row; None (with `row.error` set) if ACE fails."""
-        acc_mm = sum(row.rewards[ARM_MM]) / len(row.rewards[ARM_MM])
-        acc_text = sum(row.rewards[ARM_TEXT]) / len(row.rewards[ARM_TEXT])
+        # From the rewards in exact arithmetic: with 0/1 rewards the scores sit exactly on the 1/M grid, so a
+        # CDE of 1/5 is the float 0.2 and compares equal to lambda_c=0.2 (see rap_hf.estimators.cde).
+        grid = rollout_scores(row.rewards[ARM_MM], row.rewards[ARM_TEXT])
         ace, ace_norm = math.nan, math.nan
         if self.config.compute_ace:
             try:
@@ -292,12 +313,14 @@ class ScoringEngine:
                 row.error = f"attention pass failed: {error_reason(exc)}"
                 return None
         scores: dict[str, Any] = {
-            "rap_acc_mm": acc_mm,
-            "rap_acc_text": acc_text,
-            "rap_cde": cde_score(acc_mm, acc_text),
+            "rap_acc_mm": grid.acc_mm,
+            "rap_acc_text": grid.acc_text,
+            "rap_cde": grid.cde,
             "rap_ace": ace,
             "rap_ace_norm": ace_norm,
-            "rap_difficulty": 1.0 - acc_mm,
+            "rap_difficulty": grid.difficulty,
+            # Known at selection time, so ACE can leave short responses unjudged (docs/method.md §3).
+            "rap_ace_length": float(len(self.ace_response(row))),
             "rap_error": None,
         }
         if self.config.keep_completions:
