@@ -23,6 +23,7 @@ from datasets import DatasetDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from rap_hf import __version__
+from rap_hf.columns import SCORE_COLUMNS
 from rap_hf.config import RAPSelectionConfig
 from rap_hf.hub.layout import SCORES_CONFIG, SELECTED_CONFIG
 from rap_hf.hub.metadata import CARD_TAGS, SourceInfo
@@ -65,20 +66,7 @@ _SOURCE_COLUMN_MEANINGS = {
     "solution": "the ground-truth answer",
 }
 # Score columns the template's column table documents; any other rap_* column gets a generic line.
-_DOCUMENTED_SCORE_COLUMNS = (
-    "rap_acc_mm",
-    "rap_acc_text",
-    "rap_cde",
-    "rap_ace",
-    "rap_ace_norm",
-    "rap_difficulty",
-    "rap_ace_length",
-    "rap_completions_mm",
-    "rap_completions_text",
-    "rap_error",
-    STAGE_COLUMN,
-    SELECTED_COLUMN,
-)
+_DOCUMENTED_SCORE_COLUMNS = (*SCORE_COLUMNS, STAGE_COLUMN, SELECTED_COLUMN)
 _FIGURE_ALT = (
     "Four panels: (a) rows per selection stage; (b) CDE by stage with the lambda_c threshold; "
     "(c) accuracy with the image against accuracy without it; (d) the ACE score with the lambda_a threshold"

@@ -214,36 +214,52 @@ def plot_score_histograms(
         figure = Figure(figsize=(5.0, 3.2))
         figure.subplots_adjust(left=0.13, right=0.97, bottom=0.16, top=0.9)
         axes = figure.add_subplot()
-        # "stepfilled" draws one polygon per histogram instead of one rectangle per bin: same picture, far
-        # fewer artists, several times faster to render.
-        axes.hist(
-            values[finite],
-            bins=edges,
-            histtype="stepfilled",
-            color=_COLOUR_ALL,
-            label=f"scored ({int(finite.sum())})",
-        )
-        if selected is not None:
-            chosen = finite & selected
-            axes.hist(
-                values[chosen],
-                bins=edges,
-                histtype="stepfilled",
-                color=_COLOUR_SELECTED,
-                alpha=0.85,
-                label=f"selected ({int(chosen.sum())})",
-            )
-        threshold = _threshold(column, config)
-        if threshold is not None:
-            axes.axvline(threshold[0], color="black", linestyle="--", linewidth=1.2, label=threshold[1])
+        _scored_and_selected_histogram(axes, column, values, finite, edges, selected, config)
         axes.set_title(_TITLES.get(column, column), fontsize=10)
-        axes.set_xlabel(f"log10 {column}" if column in _LOG10_COLUMNS else column)
-        axes.set_ylabel("rows")
-        _integer_counts(axes)
         _label_grid(axes, column, values, edges, grid)
         axes.legend(fontsize=8)
         written.append(_save(figure, out_dir / f"hist_{column}.png"))
     return written
+
+
+def _scored_and_selected_histogram(
+    axes: Axes,
+    column: str,
+    values: np.ndarray,
+    finite: np.ndarray,
+    edges: np.ndarray,
+    selected: np.ndarray | None,
+    config: RAPSelectionConfig | None,
+    *,
+    greek: bool = False,
+) -> None:
+    """All scored rows and, over them, the selected ones, with the column's threshold as a dashed line."""
+    # "stepfilled" draws one polygon per histogram instead of one rectangle per bin: same picture, far fewer
+    # artists, several times faster to render.
+    axes.hist(
+        values[finite],
+        bins=edges,
+        histtype="stepfilled",
+        color=_COLOUR_ALL,
+        label=f"scored ({int(finite.sum())})",
+    )
+    if selected is not None:
+        chosen = finite & selected
+        axes.hist(
+            values[chosen],
+            bins=edges,
+            histtype="stepfilled",
+            color=_COLOUR_SELECTED,
+            alpha=0.85,
+            label=f"selected ({int(chosen.sum())})",
+        )
+    threshold = _threshold(column, config)
+    if threshold is not None:
+        label = threshold[1].replace("lambda_a", "λa") if greek else threshold[1]
+        axes.axvline(threshold[0], color="black", linestyle="--", linewidth=1.2, label=label)
+    axes.set_xlabel(f"log10 {column}" if column in _LOG10_COLUMNS else column)
+    axes.set_ylabel("rows")
+    _integer_counts(axes)
 
 
 def plot_stage_counts(
@@ -601,34 +617,7 @@ def _panel_ace(
         _empty_panel(axes, title, f"{column} not computed (compute_ace=False)")
         return
     values, finite, edges = binned
-    axes.hist(
-        values[finite],
-        bins=edges,
-        histtype="stepfilled",
-        color=_COLOUR_ALL,
-        label=f"scored ({int(finite.sum())})",
-    )
-    chosen = finite & selected
-    axes.hist(
-        values[chosen],
-        bins=edges,
-        histtype="stepfilled",
-        color=_COLOUR_SELECTED,
-        alpha=0.85,
-        label=f"selected ({int(chosen.sum())})",
-    )
-    threshold = _threshold(column, config)
-    if threshold is not None:
-        axes.axvline(
-            threshold[0],
-            color="black",
-            linestyle="--",
-            linewidth=1.2,
-            label=threshold[1].replace("lambda_a", "λa"),
-        )
-    axes.set_xlabel(f"log10 {column}" if column in _LOG10_COLUMNS else column)
-    axes.set_ylabel("rows")
-    _integer_counts(axes)
+    _scored_and_selected_histogram(axes, column, values, finite, edges, selected, config, greek=True)
     _legend_headroom(axes, 3)
     axes.legend(fontsize=7, loc="upper right")
     axes.set_title(title, fontsize=10, loc="left")

@@ -10,19 +10,12 @@ from typing import Any
 import datasets
 import numpy as np
 
+from rap_hf.columns import NUMERIC_SCORE_COLUMNS, STAGES
 from rap_hf.config import RAPConfig, RAPSelectionConfig
 from rap_hf.report.ace_length import ace_length_markdown, ace_length_table
 
-STAGES = ("kept", "cde_rejected", "ace_rejected", "drm_in", "drm_out", "budget_in", "budget_out", "error")
-SUMMARY_COLUMNS = (
-    "rap_acc_mm",
-    "rap_acc_text",
-    "rap_cde",
-    "rap_ace",
-    "rap_ace_norm",
-    "rap_difficulty",
-    "rap_ace_length",
-)
+#: The numeric score columns whose distributions a report summarises.
+SUMMARY_COLUMNS = NUMERIC_SCORE_COLUMNS
 
 
 def _summary(values: np.ndarray) -> dict[str, float | int | None]:
