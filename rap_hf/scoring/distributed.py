@@ -296,6 +296,10 @@ def score_to_disk(
             "errors": totals.errors,
             "error_reasons": totals.error_reasons,
             "num_processes": num_proc if num_proc is not None else ctx.world_size,
+            # What the run scored on and with, for the Hub card: "cpu" or "cuda:N" (the main process's device),
+            # and the Hub commit the model id resolved to (None for a local folder or offline without a cache).
+            "device": _scoring_device(flt, ctx),
+            "model_commit": identity.get("commit"),
             "resumed_rows": resumed_rows,
             "redone_batches": [list(r) for r in planned["state"].redone],
             "rap_config": config.to_dict(),
@@ -311,6 +315,16 @@ def score_to_disk(
         return ScoringResult(
             Path(output_dir), is_main=True, dataset=scored, metadata=meta, process_stats=process_stats
         )
+
+
+def _scoring_device(flt: Any, ctx: ProcessContext) -> str:
+    """The device the main process scored on ("cpu", "cuda:0", ...); with ``num_proc`` workers and no model here,
+    the workers' kind of device."""
+    if flt is not None:
+        return str(flt.model.device)
+    if ctx.device is not None:
+        return str(ctx.device)
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _process_stats(flt: Any, ctx: ProcessContext, seconds: float) -> dict[str, Any]:
