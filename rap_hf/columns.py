@@ -10,6 +10,9 @@ if TYPE_CHECKING:
 
 #: The float score columns, in the order they are written. `rap_ace_length` is the number of tokens of the
 #: response ACE reads (selection leaves responses shorter than `ace_min_length` unjudged by ACE).
+#: `rap_text_rollouts` is the number of text-only rollouts that ran (M, except in decisive scoring), and
+#: `rap_cde_bound` says what `rap_cde` is: 0 exact, +1 a lower bound, -1 an upper bound (decisive scoring
+#: stopped the text-only arm once the CDE decision was settled; see docs/scoring.md#decisive-scoring).
 NUMERIC_SCORE_COLUMNS = (
     "rap_acc_mm",
     "rap_acc_text",
@@ -18,7 +21,11 @@ NUMERIC_SCORE_COLUMNS = (
     "rap_ace_norm",
     "rap_difficulty",
     "rap_ace_length",
+    "rap_text_rollouts",
+    "rap_cde_bound",
 )
+#: Values of `rap_cde_bound`.
+CDE_EXACT, CDE_LOWER_BOUND, CDE_UPPER_BOUND = 0.0, 1.0, -1.0
 #: Every column scoring adds (the rollouts only with ``keep_completions``).
 SCORE_COLUMNS = (*NUMERIC_SCORE_COLUMNS, "rap_completions_mm", "rap_completions_text", "rap_error")
 

@@ -108,6 +108,24 @@ class RAPScoringConfig(_ConfigBase):
         },
     )
 
+    # ---- decision-aware scoring (docs/scoring.md#decisive-scoring) ----
+    text_arm: Literal["full", "decisive"] = field(
+        default="full",
+        metadata={
+            "help": "'full': M text-only rollouts for every row. 'decisive': the multimodal arm is complete; the "
+            "text-only arm runs only for rows with rap_acc_mm >= the CDE threshold, in waves, and stops per row as "
+            "soon as the CDE decision at that threshold is settled (rap_text_rollouts says how many ran; "
+            "rap_cde_bound marks rap_cde as a bound). Cheaper; re-selection at another lambda_c may be refused."
+        },
+    )
+    decisive_lambda_c: float | None = field(
+        default=None,
+        metadata={
+            "help": "The CDE threshold decisive scoring settles decisions at. None: the RAPConfig's lambda_c when "
+            "scoring is given a whole RAPConfig, else 0.5 (the paper's). Ignored when text_arm='full'."
+        },
+    )
+
     # ---- ACE (scoring) ----
     sigma: float = field(
         default=2.0, metadata={"help": "ACE scale sigma in prod_i sigma * A[i, j] (paper: 2.0)."}
@@ -119,6 +137,20 @@ class RAPScoringConfig(_ConfigBase):
     compute_ace: bool = field(
         default=True,
         metadata={"help": "Run the final-layer attention pass. When False, rap_ace/rap_ace_norm are NaN."},
+    )
+    ace_capture: Literal["generation", "second_pass"] = field(
+        default="second_pass",
+        metadata={
+            "help": "How ACE's final-layer attention is obtained. 'second_pass' (default, the reference): one "
+            "extra forward pass per row over the prompt and the chosen multimodal rollout, alone, so rap_ace is "
+            "bitwise the same whatever the batch size. 'generation': recorded while the multimodal rollouts are "
+            "decoded (final layer, head-averaged, response rows only: a (T, T) float32 matrix per sequence of "
+            "the batch, T = max_new_tokens, kept as (L, L) for the M rollouts of a row until ACE picks one), so "
+            "no second forward pass runs; it costs one extra decoding step. It agrees with the second pass to "
+            "float tolerance, not bitwise (measured <= 6e-7 on rap_ace_norm, CPU float32), and depends on the "
+            "batch at float-rounding level (~1e-9: the batched forward is not batch-invariant), so the mode is "
+            "part of the fingerprint. Under ZeRO-3 lockstep scoring the second pass is always used."
+        },
     )
 
     # ---- columns and output ----
@@ -152,24 +184,56 @@ class RAPScoringConfig(_ConfigBase):
             errors.append(f"batch_size must be >= 1, got {self.batch_size!r}")
         if self.sigma <= 0:
             errors.append(f"sigma must be > 0, got {self.sigma!r}")
+        if self.ace_capture not in ("generation", "second_pass"):
+            errors.append(f"ace_capture must be 'generation' or 'second_pass', got {self.ace_capture!r}")
         if self.ace_min_span < 1:
             errors.append(f"ace_min_span must be >= 1, got {self.ace_min_span!r}")
         if self.max_image_pixels is not None and self.max_image_pixels < 1:
             errors.append(f"max_image_pixels must be >= 1, got {self.max_image_pixels!r}")
+        if self.text_arm not in ("full", "decisive"):
+            errors.append(f"text_arm must be 'full' or 'decisive', got {self.text_arm!r}")
+        if self.decisive_lambda_c is not None and not -1 <= self.decisive_lambda_c <= 1:
+            errors.append(f"decisive_lambda_c must be in [-1, 1], got {self.decisive_lambda_c!r}")
         return errors
+
+    def decisive_threshold(self) -> float:
+        """The CDE threshold decisive scoring settles at: `decisive_lambda_c`, else a `RAPConfig`'s `lambda_c`,
+        else 0.5 (the paper's default)."""
+        if self.decisive_lambda_c is not None:
+            return float(self.decisive_lambda_c)
+        return float(getattr(self, "lambda_c", 0.5))
 
     @classmethod
     def of(cls, config: RAPScoringConfig) -> RAPScoringConfig:
-        """The scoring part of `config` (a `RAPConfig` or a `RAPScoringConfig`), as a `RAPScoringConfig`."""
-        return cls(**{name: getattr(config, name) for name in cls.field_names()})
+        """The scoring part of `config` (a `RAPConfig` or a `RAPScoringConfig`), as a `RAPScoringConfig`.
+
+        In decisive mode the threshold is resolved (`decisive_threshold`), so a `RAPConfig`'s `lambda_c` is
+        kept when only the scoring half travels on."""
+        values = {name: getattr(config, name) for name in cls.field_names()}
+        if values["text_arm"] == "decisive":
+            values["decisive_lambda_c"] = config.decisive_threshold()
+        return cls(**values)
 
     def fingerprint_values(self) -> dict[str, Any]:
-        """The fields scores depend on (all but `LAYOUT_FIELDS`), for fingerprints."""
-        return {
+        """The fields scores depend on (all but `LAYOUT_FIELDS`), for fingerprints.
+
+        `text_arm` and `decisive_lambda_c` (resolved) appear only in decisive mode, so a full run keeps the
+        fingerprint it had before these fields existed; likewise `ace_capture` appears only when it is not
+        "second_pass" (in-generation ACE differs from the second pass at float tolerance, so it must not resume
+        a second-pass run)."""
+        values = {
             name: getattr(self, name)
             for name in RAPScoringConfig.field_names()
             if name not in RAPScoringConfig.LAYOUT_FIELDS
         }
+        if self.ace_capture == "second_pass":
+            # The reference ACE pass: the scores of runs from before `ace_capture` existed.
+            del values["ace_capture"]
+        if self.text_arm == "full":
+            del values["text_arm"], values["decisive_lambda_c"]
+        else:
+            values["decisive_lambda_c"] = self.decisive_threshold()
+        return values
 
 
 @dataclass
@@ -273,7 +337,18 @@ class RAPConfig(RAPSelectionConfig, RAPScoringConfig):
     """
 
     def _errors(self) -> list[str]:
-        return RAPScoringConfig._errors(self) + RAPSelectionConfig._errors(self)
+        errors = RAPScoringConfig._errors(self) + RAPSelectionConfig._errors(self)
+        if (
+            self.text_arm == "decisive"
+            and self.decisive_lambda_c is not None
+            and self.decisive_lambda_c != self.lambda_c
+        ):
+            errors.append(
+                f"decisive_lambda_c ({self.decisive_lambda_c!r}) differs from lambda_c ({self.lambda_c!r}): "
+                "decisive scoring would settle decisions at another threshold than selection uses; leave "
+                "decisive_lambda_c unset to use lambda_c"
+            )
+        return errors
 
     def scoring(self) -> RAPScoringConfig:
         """The scoring half of this config."""

@@ -57,6 +57,46 @@ logger = logging.getLogger("rap_hf")
 
 #: Tokens of the response ACE read (absent in data scored before the column existed: then every row is judged).
 ACE_LENGTH_COLUMN = "rap_ace_length"
+#: What rap_cde is: 0 exact, +1 a lower bound, -1 an upper bound (decisive scoring; absent: every row exact).
+CDE_BOUND_COLUMN = "rap_cde_bound"
+
+
+def check_partial_rows(
+    cde: np.ndarray, cde_bound: np.ndarray | None, is_error: np.ndarray, config: RAPSelectionConfig
+) -> None:
+    """Refuse a selection that needs what decisive scoring did not compute (docs/selection.md#decisive-scores).
+
+    A partial row (``rap_cde_bound`` +1: ``rap_cde`` is the lowest its CDE can be; -1: the highest) has a
+    settled CDE decision at ``lambda_c`` only when the bound decides it: a lower bound that passes, or an upper
+    bound that fails. Otherwise, and for any budget (which ranks by exact ``rap_cde``), raise `RAPUserError`.
+    """
+    if cde_bound is None:
+        return
+    bound = np.nan_to_num(np.asarray(cde_bound, dtype=np.float64), nan=0.0)
+    partial = (bound != 0) & ~np.asarray(is_error, dtype=bool) & ~np.isnan(cde)
+    if not partial.any():
+        return
+    how = (
+        f"{int(partial.sum())} row(s) were scored with text_arm='decisive': their text-only rollouts stopped "
+        "once the CDE decision at the scoring threshold was settled, so rap_cde is only a bound"
+    )
+    fix = "Re-score with text_arm='full' to get exact CDE for every row."
+    if config.target_size is not None or config.target_ratio is not None:
+        raise RAPUserError(
+            f"select_cognitive_samples: a budget ranks rows by exact rap_cde, but {how}. {fix}"
+        )
+    passes = cde_at_least(cde, config.lambda_c)
+    settled = np.where(bound > 0, passes, ~passes)
+    unsettled = partial & ~settled
+    if unsettled.any():
+        lower, upper = cde[partial & (bound > 0)], cde[partial & (bound < 0)]
+        valid = (
+            f"{upper.max() if upper.size else -1.0:g} < lambda_c <= {lower.min() if lower.size else 1.0:g}"
+        )
+        raise RAPUserError(
+            f"select_cognitive_samples: lambda_c={config.lambda_c!r} cannot be decided for "
+            f"{int(unsettled.sum())} row(s): {how}. Thresholds these scores decide: {valid}. {fix}"
+        )
 
 
 def budget_rank(cde: np.ndarray, ace: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -111,10 +151,13 @@ def compute_stages(
     is_error: np.ndarray,
     config: RAPSelectionConfig,
     ace_length: np.ndarray | None = None,
+    cde_bound: np.ndarray | None = None,
 ) -> np.ndarray:
     """The stage of every row (object array of str) from the score arrays; pure numpy, no dataset.
 
     ``ace_length`` (``rap_ace_length``) lets ACE leave short responses unjudged (`ace_not_judged`).
+    ``cde_bound`` (``rap_cde_bound``, decisive scoring) marks rows whose ``rap_cde`` is a bound: a selection
+    those rows cannot decide raises `RAPUserError` (`check_partial_rows`).
     """
     acc_mm = np.asarray(acc_mm, dtype=np.float64)
     cde = np.asarray(cde, dtype=np.float64)
@@ -123,6 +166,7 @@ def compute_stages(
     if unjudged is not None:
         ace = np.where(unjudged, np.nan, ace)  # a NaN ACE is never > lambda_a, and ranks last in budgets
     error = np.asarray(is_error, dtype=bool) | np.isnan(cde)
+    check_partial_rows(cde, cde_bound, error, config)
 
     stages = np.full(len(cde), KEPT, dtype=object)
     with np.errstate(invalid="ignore"):
@@ -188,7 +232,12 @@ def _select_split(
     columns = _required_columns(config)
     has_error = "rap_error" in dataset.column_names
     has_length = ACE_LENGTH_COLUMN in dataset.column_names
-    extra = (["rap_error"] if has_error else []) + ([ACE_LENGTH_COLUMN] if has_length else [])
+    has_bound = CDE_BOUND_COLUMN in dataset.column_names
+    extra = (
+        (["rap_error"] if has_error else [])
+        + ([ACE_LENGTH_COLUMN] if has_length else [])
+        + ([CDE_BOUND_COLUMN] if has_bound else [])
+    )
     table = _read_columns(dataset, columns + extra)
     n = table.num_rows
     if has_error:
@@ -202,6 +251,7 @@ def _select_split(
         is_error,
         config,
         ace_length=_to_float(table.column(ACE_LENGTH_COLUMN)) if has_length else None,
+        cde_bound=_to_float(table.column(CDE_BOUND_COLUMN)) if has_bound else None,
     )
     selected = np.isin(stages, SELECTED_STAGES)
 

@@ -88,6 +88,11 @@ def synthetic_scored_dataset(
         columns["rap_completions_text"].append(_fake_completions(a, b, correct_text, num_rollouts))
         if "rap_ace_length" in columns:  # the length of the response ACE reads (here: its words)
             columns["rap_ace_length"].append(float(len(columns["rap_completions_mm"][-1][0].split())))
+        # A full (not decisive) scoring run: every text rollout ran and rap_cde is exact.
+        if "rap_text_rollouts" in columns:
+            columns["rap_text_rollouts"].append(float(num_rollouts))
+        if "rap_cde_bound" in columns:
+            columns["rap_cde_bound"].append(0.0)
         columns["rap_error"].append(None)
     features = datasets.Features(
         {

@@ -112,7 +112,9 @@ def score_warnings(dataset: datasets.Dataset, answer_column: str | None = None) 
     acc_mm, acc_text = _column(table, "rap_acc_mm"), _column(table, "rap_acc_text")
     errors = table.column("rap_error").to_pylist() if "rap_error" in names else [None] * len(dataset)
     has_error = np.array([e is not None for e in errors], dtype=bool)
-    scored = ~has_error & np.isfinite(acc_mm) & np.isfinite(acc_text)
+    # A NaN rap_acc_text on a scored row: decisive scoring ran no text-only rollout (rap_acc_mm < lambda_c).
+    no_text = np.isnan(acc_text)
+    scored = ~has_error & np.isfinite(acc_mm)
     n_rows, n_scored = len(dataset), int(scored.sum())
     messages = []
 
@@ -125,8 +127,8 @@ def score_warnings(dataset: datasets.Dataset, answer_column: str | None = None) 
         )
     if n_scored < MIN_ROWS:
         return messages
-    zero = scored & (acc_mm == 0) & (acc_text == 0)
-    constant = np.unique(np.concatenate([acc_mm[scored], acc_text[scored]]))
+    zero = scored & (acc_mm == 0) & ((acc_text == 0) | no_text)
+    constant = np.unique(np.concatenate([acc_mm[scored], acc_text[scored & ~no_text]]))
     if zero.sum() >= NEARLY_ALL * n_scored:
         share = zero.sum() / n_scored
         headline = (

@@ -71,6 +71,62 @@ class _Recorder:
         self.result = out.cpu()
 
 
+class _StepRecorder:
+    """Records, at every decoding step, each sequence's final-layer attention row over the response keys.
+
+    Used during `model.generate` (in-generation ACE): the first call is the prefill over the (left-padded)
+    prompt of length `prompt_length` and is skipped; decoding step s (1-based) feeds the s-th generated token,
+    whose query row over the keys at positions [prompt_length, prompt_length + s) is row s-1 of the response
+    block. `rows` is a (B, T, T) float32 tensor on the model's device, lower triangular, head-averaged; entries
+    after a sequence's end are simply never read (the caller slices each sequence to its response length).
+    """
+
+    def __init__(self, batch_size: int, prompt_length: int, max_steps: int) -> None:
+        self.prompt_length = prompt_length
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.step = -1  # -1: the prefill has not run yet
+        self.rows: torch.Tensor | None = None
+
+    def record(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None,
+    ) -> None:
+        self.step += 1
+        if self.step == 0:
+            return  # prefill: prompt rows only
+        step = self.step
+        if step > self.max_steps:
+            return
+        batch, num_heads, q_len, head_dim = query.shape
+        if q_len != 1:
+            raise ValueError(f"expected one query position per decoding step, got {q_len}")
+        kv_heads, kv_len = key.shape[1], key.shape[2]
+        groups = num_heads // kv_heads
+        scale = scaling if scaling is not None else head_dim**-0.5
+        if self.rows is None:
+            self.rows = torch.zeros(
+                batch, self.max_steps, self.max_steps, dtype=torch.float32, device=query.device
+            )
+        q = query[:, :, -1].reshape(batch, kv_heads, groups, head_dim).float()
+        scores = torch.einsum("bkgd,bksd->bkgs", q, key.float()) * scale  # (B, KV, G, S)
+        if attention_mask is not None:
+            if attention_mask.ndim == 4:  # (B, 1|H, Q, S'): bool (True = attend) or additive float
+                mask = attention_mask[:, 0, -1, -kv_len:][:, None, None, :]
+            else:  # (B, S') padding mask: 1 = attend
+                mask = attention_mask[:, -kv_len:].bool()[:, None, None, :]
+            if mask.dtype == torch.bool:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            else:
+                scores = scores + mask.float()
+        probs = torch.softmax(scores, dim=-1).mean(dim=(1, 2))  # (B, S)
+        # The response keys are the last `step` positions (the prompt is left padded to `prompt_length`).
+        self.rows[:, step - 1, :step] = probs[:, kv_len - step :]
+
+
 def _mask_rows(attention_mask: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
     """Rows [start, stop) of a 4D (B, 1|H, Q, S) mask as (rows, S); 2D padding masks become (1, S)."""
     if attention_mask is None:
@@ -91,7 +147,7 @@ def _inner_attention(module: torch.nn.Module, name: str):
 
 def _make_wrapper(inner_name: str):
     def capture_attention(module: torch.nn.Module, query, key, value, attention_mask, **kwargs: Any):
-        recorder: _Recorder | None = getattr(module, "_rap_recorder", None)
+        recorder: _Recorder | _StepRecorder | None = getattr(module, "_rap_recorder", None)
         if recorder is not None:
             recorder.record(query, key, attention_mask, kwargs.get("scaling"))
         return _inner_attention(module, inner_name)(module, query, key, value, attention_mask, **kwargs)
@@ -130,6 +186,40 @@ def final_self_attention(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
+def _installed(model: torch.nn.Module, recorder: Any) -> Iterator[None]:
+    target = final_self_attention(model)
+    config = target.config
+    # transformers' own (private) field: the only switch it reads at call time, per model, without reloading.
+    original = config._attn_implementation or "eager"
+    # The implementation name is read from the (text) config at every call, so swapping it for the duration of
+    # the call routes the text layers through the wrapper and leaves the vision tower alone.
+    config._attn_implementation_internal = _ensure_registered(original)
+    target._rap_recorder = recorder
+    try:
+        yield
+    finally:
+        config._attn_implementation_internal = original
+        del target._rap_recorder
+
+
+@contextlib.contextmanager
+def capture_generation_attention(
+    model: torch.nn.Module, batch_size: int, prompt_length: int, max_steps: int
+) -> Iterator[_StepRecorder]:
+    """Within this context, `model.generate` records each sequence's final-layer response attention rows.
+
+    The recorder's `rows` is a (batch_size, max_steps, max_steps) float32 tensor (on the model's device):
+    `rows[b, i, :i + 1]` is the head-averaged attention of generated token i of sequence b over generated
+    tokens 0..i, exactly row i of the matrix `capture_final_layer_attention` gives on a second pass. Row i is
+    recorded when token i is fed back, so a completion of L tokens needs L decoding steps after the prefill
+    (generate `max_new_tokens + 1` tokens to get the rows of a completion cut at `max_new_tokens`).
+    """
+    recorder = _StepRecorder(batch_size, prompt_length, max_steps)
+    with _installed(model, recorder):
+        yield recorder
+
+
+@contextlib.contextmanager
 def capture_final_layer_attention(
     model: torch.nn.Module, num_rows: int, num_cols: int | None = None
 ) -> Iterator[_Recorder]:
@@ -139,17 +229,6 @@ def capture_final_layer_attention(
     attending to the last `num_cols` key positions (for ACE both are the response length). Every other layer
     runs the model's own attention kernel unchanged.
     """
-    target = final_self_attention(model)
-    config = target.config
-    # transformers' own (private) field: the only switch it reads at call time, per model, without reloading.
-    original = config._attn_implementation or "eager"
     recorder = _Recorder(num_rows, num_cols if num_cols is not None else num_rows)
-    # The implementation name is read from the (text) config at every call, so swapping it for the duration of
-    # this forward pass routes the text layers through the wrapper and leaves the vision tower alone.
-    config._attn_implementation_internal = _ensure_registered(original)
-    target._rap_recorder = recorder
-    try:
+    with _installed(model, recorder):
         yield recorder
-    finally:
-        config._attn_implementation_internal = original
-        del target._rap_recorder

@@ -55,7 +55,8 @@ CHECKPOINT_DIR = "rap_checkpoint"
 MANIFEST = "manifest.json"
 LOCK_FILE = ".rap_score.lock"
 HEARTBEAT_PREFIX = ".rap_heartbeat-"
-CHECKPOINT_FORMAT = "rap-checkpoint-v2"  # v2: fingerprint in every marker, model identity by content
+CHECKPOINT_FORMAT = "rap-checkpoint-v3"  # v2: fingerprint in every marker, model identity by content; v3: the
+# rap_text_rollouts and rap_cde_bound columns (batches of a v2 run lack them and cannot be merged with new ones)
 _BATCH_RE = re.compile(r"^scores-(\d{12})-(\d{12})\.json$")
 # Files `save_to_disk` writes; the only ones (with ours) that --overwrite removes from an output directory.
 _DATASET_FILES = ("dataset_info.json", "state.json")

@@ -23,9 +23,9 @@ import torch
 from rap_hf.columns import NUMERIC_SCORE_COLUMNS, score_features
 from rap_hf.config import RAPScoringConfig
 from rap_hf.estimators import ace_normalized, ace_paper
-from rap_hf.estimators.cde import rollout_scores
 from rap_hf.rewards import compute_rewards, normalize_solution
 from rap_hf.scoring.attention import capture_final_layer_attention
+from rap_hf.scoring.decisive import decisive_scores, next_wave_size
 from rap_hf.scoring.images import ImageError, decode_image, normalize_image, processor_pixel_budget
 from rap_hf.scoring.rollouts import (
     ARM_MM,
@@ -77,6 +77,9 @@ class ScoringRow:
     # (``prompts`` and one keyword per column), e.g. a choices column for multiple-choice answers.
     prompt: Any = None
     columns: dict[str, Any] = field(default_factory=dict)
+    # In-generation ACE (`ace_capture="generation"`): the (L, L) final-layer attention of each multimodal
+    # rollout, recorded while decoding; dropped once ACE has read the one `ace_response` picks.
+    mm_attention: list[Any] | None = None
 
 
 # Keyword names a reward function gets from scoring itself, so a dataset column cannot shadow them.
@@ -165,10 +168,13 @@ class ScoringEngine:
         """
         rows = [self.prepare_row(batch, i, index_offset + idx, columns) for i, idx in enumerate(indices)]
         valid = [r for r in rows if r.error is None]
-        for arm in (ARM_MM, ARM_TEXT):
-            self.generate_arm(valid, arm)
-        valid = [r for r in rows if r.error is None]
-        self.reward(valid)
+        if self.config.text_arm == "decisive":
+            self.generate_decisive(valid)
+        else:
+            for arm in (ARM_MM, ARM_TEXT):
+                self.generate_arm(valid, arm)
+            valid = [r for r in rows if r.error is None]
+            self.reward(valid)
         if self.lockstep is not None:
             self.lockstep.begin_attention_passes(self, rows)
         out: dict[str, list] = {name: [] for name in score_features(self.config.keep_completions)}
@@ -226,9 +232,43 @@ class ScoringEngine:
             row.error = error_reason(exc)
         return row
 
-    def generate_arm(self, rows: list[ScoringRow], arm: str) -> None:
+    def generate_decisive(self, rows: list[ScoringRow]) -> None:
+        """Decisive mode (``text_arm="decisive"``, docs/scoring.md#decisive-scoring): every multimodal rollout,
+        then the text-only arm in waves, each undecided row getting the fewest rollouts that could settle its CDE
+        decision (`rap_hf.scoring.decisive.next_wave_size`), until every row is settled. Rollout k of a row is
+        seeded as in a full run, so its text-only completions are a prefix of the full run's."""
+        if self.lockstep is not None:
+            raise RuntimeError(
+                "text_arm='decisive' is not supported under ZeRO-3 lock-step scoring (processes would make "
+                "different numbers of model calls); use text_arm='full'"
+            )
+        self.generate_arm(rows, ARM_MM)
+        rows = [r for r in rows if r.error is None]
+        self.reward(rows, arms=(ARM_MM,))
+        num_rollouts, lambda_c = self.config.num_rollouts, self.config.decisive_threshold()
+        for row in rows:
+            row.completions[ARM_TEXT], row.completion_ids[ARM_TEXT], row.rewards[ARM_TEXT] = [], [], []
+        while True:
+            wave, indices = [], []
+            for row in rows:
+                if row.error is not None:
+                    continue
+                need = next_wave_size(row.rewards[ARM_MM], row.rewards[ARM_TEXT], num_rollouts, lambda_c)
+                if need:
+                    done = len(row.completions[ARM_TEXT])
+                    wave.append(row)
+                    indices.append(list(range(done, done + need)))
+            if not wave:
+                return
+            self.generate_arm(wave, ARM_TEXT, rollout_indices=indices)
+            self.reward([r for r in wave if r.error is None], arms=(ARM_TEXT,))
+
+    def generate_arm(
+        self, rows: list[ScoringRow], arm: str, rollout_indices: list[list[int]] | None = None
+    ) -> None:
         """Generate the rollouts of one arm for `rows`, batched; on a batch failure, retry row by row so one
-        bad row only fails itself."""
+        bad row only fails itself. `rollout_indices[i]`: which rollouts of row i to generate (appended to its
+        completions), by default all M."""
         if self.lockstep is not None:
             start = time.perf_counter()
             self.lockstep.generate_arm(self, rows, arm)
@@ -238,7 +278,7 @@ class ScoringEngine:
             return
         start = time.perf_counter()
         try:
-            self.generate(rows, arm)
+            self.generate(rows, arm, rollout_indices=rollout_indices)
         except Exception as exc:
             if len(rows) == 1:
                 rows[0].error = f"generation failed: {error_reason(exc)}"
@@ -247,39 +287,76 @@ class ScoringEngine:
                 logger.warning(
                     "batched %s generation failed (%s); retrying row by row", arm, error_reason(exc)
                 )
-                for row in rows:
+                for i, row in enumerate(rows):
                     try:
-                        self.generate([row], arm)
+                        self.generate(
+                            [row],
+                            arm,
+                            rollout_indices=None if rollout_indices is None else [rollout_indices[i]],
+                        )
                     except Exception as row_exc:
                         row.error = f"generation failed: {error_reason(row_exc)}"
         self.stats.add_generation(arm, time.perf_counter() - start)
 
-    def generate(self, rows: list[ScoringRow], arm: str, synced_gpus: bool | None = None) -> None:
+    def generate(
+        self,
+        rows: list[ScoringRow],
+        arm: str,
+        synced_gpus: bool | None = None,
+        rollout_indices: list[list[int]] | None = None,
+    ) -> None:
         """One batched generation of `arm` for `rows` (raises on failure), each completion seeded by
-        (seed, row index, arm, rollout)."""
+        (seed, row index, arm, rollout). `rollout_indices[i]`: the rollouts of row i to generate, appended to
+        its completions (decisive mode); None: all M, replacing them."""
         cfg = self.config
+        if rollout_indices is None:
+            rollout_indices = [list(range(cfg.num_rollouts)) for _ in rows]
         rollouts = generate_rollouts(
             self.model,
             self.processor,
             [r.mm_prompt if arm == ARM_MM else r.text_prompt for r in rows],
             [r.images for r in rows] if arm == ARM_MM else None,
-            [[completion_seed(cfg.seed, r.index, arm, k) for k in range(cfg.num_rollouts)] for r in rows],
+            [
+                [completion_seed(cfg.seed, r.index, arm, k) for k in ks]
+                for r, ks in zip(rows, rollout_indices, strict=True)
+            ],
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             synced_gpus=synced_gpus,
+            capture_attention=self.captures_ace_in_generation(arm),
         )
         self.stats.generated_tokens += rollouts.num_generated_tokens
         by_arm = self.stats.generated_tokens_by_arm
         by_arm[arm] = by_arm.get(arm, 0) + rollouts.num_generated_tokens
-        for row, texts, ids in zip(rows, rollouts.texts, rollouts.token_ids, strict=True):
-            row.completions[arm] = texts
-            row.completion_ids[arm] = ids
+        for row, texts, ids, ks in zip(
+            rows, rollouts.texts, rollouts.token_ids, rollout_indices, strict=True
+        ):
+            if ks and ks[0] > 0:  # a later wave: the earlier rollouts of the row are kept
+                row.completions[arm] = row.completions[arm] + texts
+                row.completion_ids[arm] = row.completion_ids[arm] + ids
+            else:
+                row.completions[arm] = texts
+                row.completion_ids[arm] = ids
+        if rollouts.attention is not None:
+            for row, attention in zip(rows, rollouts.attention, strict=True):
+                row.mm_attention = attention
 
-    def reward(self, rows: list[ScoringRow]) -> None:
-        """Reward every completion of both arms against the row's solution (one call per arm)."""
+    def captures_ace_in_generation(self, arm: str) -> bool:
+        """Whether the multimodal rollouts record ACE's attention while decoding (not under ZeRO-3 lockstep,
+        whose processes must make the same model calls: it keeps the second pass)."""
+        cfg = self.config
+        return (
+            arm == ARM_MM
+            and cfg.compute_ace
+            and getattr(cfg, "ace_capture", "second_pass") == "generation"
+            and self.lockstep is None
+        )
+
+    def reward(self, rows: list[ScoringRow], arms: tuple[str, ...] = (ARM_MM, ARM_TEXT)) -> None:
+        """Reward every completion of `arms` (both by default) against the row's solution (one call per arm)."""
         start = time.perf_counter()
-        for arm in (ARM_MM, ARM_TEXT):
+        for arm in arms:
             completions = [c for r in rows for c in r.completions[arm]]
             solutions = [r.solution for r in rows for _ in r.completions[arm]]
             if not completions:
@@ -304,7 +381,15 @@ class ScoringEngine:
         """The score columns of a generated and rewarded row; None (with `row.error` set) if ACE fails."""
         # From the rewards in exact arithmetic: with 0/1 rewards the scores sit exactly on the 1/M grid, so a
         # CDE of 1/5 is the float 0.2 and compares equal to lambda_c=0.2 (see rap_hf.estimators.cde).
-        grid = rollout_scores(row.rewards[ARM_MM], row.rewards[ARM_TEXT])
+        # decisive_scores: a complete row gets exactly rollout_scores' values; a row whose text-only arm
+        # stopped early (decisive mode) gets rap_cde as a bound (rap_hf.scoring.decisive).
+        full = self.config.text_arm == "full"
+        reward_scores = decisive_scores(
+            row.rewards[ARM_MM],
+            row.rewards[ARM_TEXT],
+            len(row.rewards[ARM_TEXT]) if full else self.config.num_rollouts,
+            self.config.decisive_threshold(),
+        )
         ace, ace_norm = math.nan, math.nan
         if self.config.compute_ace:
             try:
@@ -313,12 +398,9 @@ class ScoringEngine:
                 row.error = f"attention pass failed: {error_reason(exc)}"
                 return None
         scores: dict[str, Any] = {
-            "rap_acc_mm": grid.acc_mm,
-            "rap_acc_text": grid.acc_text,
-            "rap_cde": grid.cde,
+            **reward_scores,
             "rap_ace": ace,
             "rap_ace_norm": ace_norm,
-            "rap_difficulty": grid.difficulty,
             # Known at selection time, so ACE can leave short responses unjudged (docs/method.md §3).
             "rap_ace_length": float(len(self.ace_response(row))),
             "rap_error": None,
@@ -334,11 +416,19 @@ class ScoringEngine:
         """(paper ACE, normalised ACE) of the rollout `ace_response` picks; NaN for an empty response."""
         start = time.perf_counter()
         response = self.ace_response(row)
+        captured, row.mm_attention = row.mm_attention, None
         if not response:
             return math.nan, math.nan
-        if self.lockstep is not None:
-            self.lockstep.forwards_done += 1
-        attn = final_layer_attention(self.model, self.processor, row.mm_prompt, row.images, response)
+        if captured is not None:
+            attn = captured[self.ace_choice(row)]
+            if attn.shape != (len(response), len(response)):
+                raise RuntimeError(
+                    f"captured attention {tuple(attn.shape)} does not fit a {len(response)}-token response"
+                )
+        else:
+            if self.lockstep is not None:
+                self.lockstep.forwards_done += 1
+            attn = final_layer_attention(self.model, self.processor, row.mm_prompt, row.images, response)
         self.stats.seconds_attention += time.perf_counter() - start
         sigma, span = self.config.sigma, self.config.ace_min_span
         return ace_paper(attn, sigma, span), ace_normalized(attn, sigma, span)
@@ -347,9 +437,13 @@ class ScoringEngine:
     def ace_response(row: ScoringRow) -> list[int]:
         """Token ids of the rollout ACE reads: the first correct multimodal one if any, else the first (our
         reading)."""
+        return row.completion_ids[ARM_MM][ScoringEngine.ace_choice(row)]
+
+    @staticmethod
+    def ace_choice(row: ScoringRow) -> int:
+        """Index of the multimodal rollout ACE reads (see `ace_response`)."""
         rewards = row.rewards[ARM_MM]
-        chosen = next((k for k, r in enumerate(rewards) if r > 0), 0)
-        return row.completion_ids[ARM_MM][chosen]
+        return next((k for k, r in enumerate(rewards) if r > 0), 0)
 
     def attention_forward_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments of an attention-only forward pass (one position of logits, when the model

@@ -8,6 +8,7 @@ from softmax(logits/T) (the Gumbel-max trick), and no random state is shared bet
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from typing import Any
 import torch
 from PIL import Image
 from transformers import BatchFeature, GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+from rap_hf.scoring.attention import capture_generation_attention
 
 ARM_MM = "mm"
 ARM_TEXT = "text"
@@ -151,6 +154,9 @@ class Rollouts:
     texts: list[list[str]]
     token_ids: list[list[list[int]]]
     num_generated_tokens: int
+    # With `capture_attention`: per sample, per completion, the (L, L) float32 CPU tensor of the final layer's
+    # head-averaged attention over the completion's L tokens (the matrix ACE reads), recorded while decoding.
+    attention: list[list[torch.Tensor]] | None = None
 
 
 def processor_inputs(
@@ -210,6 +216,47 @@ def placeholder_token_ids(model) -> list[int]:
     return [int(i) for i in ids if isinstance(i, int)]
 
 
+def _prefill_once(model, processor, prompts, images, repeats: int) -> dict[str, Any]:
+    """Encode each prompt (and its images) once, then expand: the `model.generate` inputs of the repeated batch.
+
+    The prompts without their last token run through the model once per row (image encoding included) into a
+    KV cache, which is then repeated `repeats` times per row; `generate` resumes from it with the last prompt
+    token, so every completion still samples with its own seed. The layout (left padding, prompt length) is the
+    one of the repeated batch, since repeating a prompt does not change the padded length.
+
+    Opt-in: the completions equal the repeated prefill's on the eight tiny families and on the reference model
+    (tests/test_ace_generation.py), but the prefill runs at another batch shape, so the logits can differ at
+    float-rounding level from a run without it (a rare sampled-token flip would change a score). The
+    multimodal arm only: in the text-only arm Qwen3-VL's positions are not rebuilt here as `generate` builds
+    them (a token flipped in a test).
+    """
+    from transformers import DynamicCache
+
+    inputs = processor_inputs(processor, prompts, [list(i or []) for i in images] if images else None)
+    inputs = inputs.to(model.device)
+    shape = inputs["input_ids"].shape
+    prefill: dict[str, Any] = dict(inputs)
+    expanded: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.shape == shape:
+            prefill[key] = value[:, :-1]
+            expanded[key] = value.repeat_interleave(repeats, dim=0)
+    inner = getattr(model, "model", None)
+    if hasattr(inner, "rope_deltas"):
+        inner.rope_deltas = None  # recomputed by this prefill (Qwen-VL's multimodal rope)
+    if not hasattr(inner, "rope_deltas") and "attention_mask" in prefill:
+        # As `generate` does: positions count from each row's first real token (left padding).
+        mask = prefill["attention_mask"].long()
+        prefill["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    cache = DynamicCache(config=model.config)
+    model(**prefill, cache=cache, use_cache=True)
+    cache.batch_repeat_interleave(repeats)
+    if getattr(inner, "rope_deltas", None) is not None:
+        inner.rope_deltas = inner.rope_deltas.repeat_interleave(repeats, dim=0)
+    expanded["cache"] = cache
+    return expanded
+
+
 @torch.inference_mode()
 def generate_rollouts(
     model,
@@ -222,13 +269,20 @@ def generate_rollouts(
     temperature: float,
     top_p: float,
     synced_gpus: bool | None = None,
+    capture_attention: bool = False,
+    shared_prefill: bool = False,
 ) -> Rollouts:
     """Generate `len(row_seeds[i])` completions for each prompt i, in one batched `model.generate` call.
 
     `images[i]` are the images of prompt i (None or empty lists for the text-only arm). Returns texts and
     token ids without the stop token; completions stop at the model's eos token(s) or `max_new_tokens`.
     `synced_gpus=True` keeps decoding until every process is done (needed when parameters are sharded, as
-    under ZeRO-3); None lets transformers decide.
+    under ZeRO-3); None lets transformers decide. `capture_attention=True` also records, for every completion,
+    the final layer's attention over its own tokens while decoding (`Rollouts.attention`; in-generation ACE):
+    it decodes one step more than `max_new_tokens` (row i is recorded when token i is fed back), whose token is
+    dropped, so the completions are the same as without it. `shared_prefill=True` (multimodal arm, the same
+    number of completions per prompt; opt-in, see `_prefill_once`) encodes each prompt and its images once
+    instead of once per completion.
     """
     repeats = [len(s) for s in row_seeds]
     # One sequence per completion: each prompt (and its images, still one list per sequence) repeated.
@@ -237,7 +291,10 @@ def generate_rollouts(
     if images is not None:
         flat_images = [list(imgs or []) for imgs, r in zip(images, repeats, strict=True) for _ in range(r)]
     flat_seeds = [s for seeds in row_seeds for s in seeds]
-    inputs = processor_inputs(processor, flat_texts, flat_images).to(model.device)
+    if shared_prefill and images is not None and any(images) and len(set(repeats)) == 1 and repeats[0] > 1:
+        inputs = _prefill_once(model, processor, prompts, images, repeats[0])
+    else:
+        inputs = processor_inputs(processor, flat_texts, flat_images).to(model.device)
     prompt_length = inputs["input_ids"].shape[1]
     tokenizer = getattr(processor, "tokenizer", processor)
     stops = stop_token_ids(model, processor)
@@ -247,7 +304,7 @@ def generate_rollouts(
     generation_config = GenerationConfig(
         do_sample=False,
         num_beams=1,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max_new_tokens + 1 if capture_attention else max_new_tokens,
         repetition_penalty=1.0,
         no_repeat_ngram_size=0,
         eos_token_id=stops or None,
@@ -255,13 +312,17 @@ def generate_rollouts(
         suppress_tokens=placeholder_token_ids(model) or None,
     )
     sampler = SeededGumbelSampler(flat_seeds, prompt_length, temperature=temperature, top_p=top_p)
-    output = model.generate(
-        **inputs,
-        generation_config=generation_config,
-        logits_processor=LogitsProcessorList([sampler]),
-        synced_gpus=synced_gpus,
-    )
-    new_tokens = output[:, prompt_length:].tolist()
+    capture: Any = contextlib.nullcontext()
+    if capture_attention:
+        capture = capture_generation_attention(model, len(flat_seeds), prompt_length, max_new_tokens)
+    with capture as recorder:
+        output = model.generate(
+            **inputs,
+            generation_config=generation_config,
+            logits_processor=LogitsProcessorList([sampler]),
+            synced_gpus=synced_gpus,
+        )
+    new_tokens = output[:, prompt_length : prompt_length + max_new_tokens].tolist()
     stop_set = set(stops)
     flat_ids: list[list[int]] = []
     for row in new_tokens:
@@ -274,9 +335,26 @@ def generate_rollouts(
     flat_decoded = tokenizer.batch_decode(flat_ids, skip_special_tokens=True)
     texts: list[list[str]] = []
     token_ids: list[list[list[int]]] = []
+    attention: list[list[torch.Tensor]] | None = None
+    flat_attention: list[torch.Tensor] = []
+    if recorder is not None:
+        rows = recorder.rows.cpu() if recorder.rows is not None else None
+        for j, ids in enumerate(flat_ids):
+            n = len(ids)
+            if n and (rows is None or recorder.step < n):
+                raise RuntimeError("attention capture missed decoding steps")
+            flat_attention.append(rows[j, :n, :n].clone() if n else torch.zeros(0, 0, dtype=torch.float32))
+        attention = []
     start = 0
     for r in repeats:
         texts.append(flat_decoded[start : start + r])
         token_ids.append(flat_ids[start : start + r])
+        if attention is not None:
+            attention.append(flat_attention[start : start + r])
         start += r
-    return Rollouts(texts=texts, token_ids=token_ids, num_generated_tokens=sum(len(i) for i in flat_ids))
+    return Rollouts(
+        texts=texts,
+        token_ids=token_ids,
+        num_generated_tokens=sum(len(i) for i in flat_ids),
+        attention=attention,
+    )

@@ -1,0 +1,190 @@
+"""Decision-aware scoring (text_arm="decisive", issue 17 part 1): the text-only arm stops once CDE is settled."""
+
+import math
+
+import numpy as np
+import pytest
+
+from rap_hf import RAPConfig, select_cognitive_samples
+from rap_hf.config import RAPScoringConfig
+from rap_hf.demo.reference_model import reference_model_available, reference_model_path
+from rap_hf.errors import RAPUserError
+from rap_hf.scoring.decisive import KEEP, REJECT, decisive_scores, next_wave_size, settled_decision
+
+needs_model = pytest.mark.skipif(
+    not reference_model_available(), reason="reference model not shipped in this checkout"
+)
+
+
+# ------------------------------------------------------------------------------------------------ the rule
+
+
+def test_issue_example_acc_mm_1_five_rollouts():
+    mm = [1.0] * 5
+    assert next_wave_size(mm, [], 5, 0.5) == 3
+    assert settled_decision(mm, [0.0, 0.0, 0.0], 5, 0.5) == KEEP  # CDE >= 1 - 2/5
+    assert settled_decision(mm, [1.0, 1.0, 1.0], 5, 0.5) == REJECT  # CDE <= 1 - 3/5
+    assert settled_decision(mm, [0.0, 1.0], 5, 0.5) is None
+    assert next_wave_size(mm, [0.0, 1.0], 5, 0.5) == 2  # two more failures would keep it
+
+
+def test_rows_below_lambda_c_need_no_text_rollout():
+    mm = [1.0, 1.0, 0.0, 0.0, 0.0]  # acc_mm 0.4 < 0.5
+    assert settled_decision(mm, [], 5, 0.5) == REJECT and next_wave_size(mm, [], 5, 0.5) == 0
+    scores = decisive_scores(mm, [], 5, 0.5)
+    assert math.isnan(scores["rap_acc_text"]) and scores["rap_text_rollouts"] == 0
+    assert scores["rap_cde"] == 0.4 and scores["rap_cde_bound"] == -1  # highest possible CDE
+
+
+def test_threshold_on_the_grid_and_fractional_rewards():
+    mm = [1.0, 1.0, 1.0, 0.0, 0.0]  # acc_mm 0.6
+    # lambda_c = 0.2 exactly on the grid: kept once 3 text rollouts failed (CDE >= 0.6 - 2/5 = 0.2)
+    assert settled_decision(mm, [0.0, 0.0, 0.0], 5, 0.2) == KEEP
+    assert settled_decision(mm, [0.0, 0.0], 5, 0.2) is None
+    # a fractional reward is counted conservatively: 0.5 settles nothing that a 1 would not
+    assert settled_decision(mm, [0.5, 0.5, 0.5], 5, 0.2) is None
+    complete = decisive_scores(mm, [0.0, 1.0, 0.0, 0.0, 1.0], 5, 0.2)
+    assert (
+        complete["rap_cde"] == 0.2 and complete["rap_cde_bound"] == 0 and complete["rap_text_rollouts"] == 5
+    )
+
+
+def test_partial_scores_give_the_settled_decision_and_bound_the_full_cde():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = int(rng.integers(1, 7))
+        lam = float(rng.choice([0.0, 0.2, 0.5, 0.8, 1.0]))
+        mm = rng.integers(0, 2, m).astype(float).tolist()
+        text = rng.integers(0, 2, m).astype(float).tolist()
+        full = decisive_scores(mm, text, m, lam)
+        n = 0
+        while next_wave_size(mm, text[:n], m, lam):
+            n += next_wave_size(mm, text[:n], m, lam)
+        part = decisive_scores(mm, text[:n], m, lam)
+        assert (part["rap_cde"] >= lam - 1e-9) == (full["rap_cde"] >= lam - 1e-9)
+        if part["rap_cde_bound"] > 0:
+            assert full["rap_cde"] >= part["rap_cde"]
+        elif part["rap_cde_bound"] < 0:
+            assert full["rap_cde"] <= part["rap_cde"]
+        else:
+            assert part == full
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def test_config_fingerprint_and_threshold():
+    full = RAPScoringConfig()
+    assert "text_arm" not in full.fingerprint_values()  # a full run keeps its old fingerprint
+    decisive = RAPScoringConfig(text_arm="decisive")
+    assert decisive.fingerprint_values()["decisive_lambda_c"] == 0.5
+    assert RAPScoringConfig.of(RAPConfig(text_arm="decisive", lambda_c=0.4)).decisive_lambda_c == 0.4
+    assert RAPConfig(text_arm="decisive", lambda_c=0.4).decisive_threshold() == 0.4
+    with pytest.raises(RAPUserError, match="decisive_lambda_c"):
+        RAPConfig(text_arm="decisive", lambda_c=0.4, decisive_lambda_c=0.5)
+    with pytest.raises(RAPUserError, match="text_arm"):
+        RAPScoringConfig(text_arm="half")
+
+
+# ------------------------------------------------------------------------------------------------ selection
+
+
+def _partial_dataset():
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {
+            "rap_acc_mm": [1.0, 1.0, 0.4, 1.0],
+            "rap_cde": [0.6, 0.4, 0.4, 0.8],
+            "rap_ace": [0.0] * 4,
+            "rap_cde_bound": [1.0, -1.0, -1.0, 0.0],
+            "rap_error": [None] * 4,
+        }
+    )
+
+
+def test_selection_of_partial_rows():
+    ds = _partial_dataset()
+    stages = select_cognitive_samples(ds, RAPConfig(use_drm=False))["rap_stage"]
+    assert stages == ["kept", "cde_rejected", "cde_rejected", "kept"]
+    # 0.6 still decides every row (lower bound 0.6 passes, upper bounds 0.4 fail)
+    select_cognitive_samples(ds, RAPConfig(lambda_c=0.6, use_drm=False))
+    with pytest.raises(RAPUserError, match="0.4 < lambda_c <= 0.6"):
+        select_cognitive_samples(ds, RAPConfig(lambda_c=0.3))  # lower: the rejected rows are undecided
+    with pytest.raises(RAPUserError, match="lambda_c=0.7"):
+        select_cognitive_samples(ds, RAPConfig(lambda_c=0.7))  # higher: the kept row is undecided
+    with pytest.raises(RAPUserError, match="budget"):
+        select_cognitive_samples(ds, RAPConfig(target_ratio=0.5))
+    exact = ds.remove_columns("rap_cde_bound")
+    select_cognitive_samples(exact, RAPConfig(lambda_c=0.3, target_ratio=0.5))  # old data: no check
+
+
+# ------------------------------------------------------------------------------------------------ engine
+
+
+def test_tiny_model_decisive_skips_text_arm(tiny_filter_factory):
+    from rap_hf.demo.data import tiny_synthetic
+
+    data = tiny_synthetic(4)
+    from rap_hf.scoring.alarms import DegenerateScoresWarning
+
+    with pytest.warns(DegenerateScoresWarning):  # no text rollout ran, every reward is still 0
+        scored = tiny_filter_factory(text_arm="decisive", compute_ace=False).score(data)
+    # the random tiny model solves nothing: acc_mm = 0 < 0.5, so no text rollout runs
+    assert scored["rap_text_rollouts"] == [0.0] * 4
+    assert scored["rap_cde_bound"] == [-1.0] * 4 and scored["rap_completions_text"] == [[]] * 4
+    full = tiny_filter_factory(compute_ace=False).score(data)
+    assert full["rap_text_rollouts"] == [2.0] * 4 and full["rap_cde_bound"] == [0.0] * 4
+    assert scored["rap_completions_mm"] == full["rap_completions_mm"]
+
+
+@pytest.fixture(scope="module")
+def reference_runs():
+    from rap_hf import RAPDataFilter
+    from rap_hf.demo.visual_arith import visual_arith
+
+    data = visual_arith("test", num_rows=8)
+    common = {"num_rollouts": 5, "max_new_tokens": 48, "compute_ace": False}
+    path = str(reference_model_path())
+    runs = {}
+    for name, batch_size, text_arm in (
+        ("full", 4, "full"),
+        ("decisive", 4, "decisive"),
+        ("decisive_b1", 1, "decisive"),
+    ):
+        config = RAPConfig(batch_size=batch_size, text_arm=text_arm, **common)
+        runs[name] = RAPDataFilter(path, config=config).score(data)
+    return runs
+
+
+@needs_model
+def test_reference_model_same_selection_and_prefix(reference_runs):
+    full, decisive = reference_runs["full"], reference_runs["decisive"]
+    assert full["rap_acc_mm"] == decisive["rap_acc_mm"]
+    assert full["rap_completions_mm"] == decisive["rap_completions_mm"]
+    for whole, part, n in zip(
+        full["rap_completions_text"],
+        decisive["rap_completions_text"],
+        decisive["rap_text_rollouts"],
+        strict=True,
+    ):
+        assert len(part) == n and whole[: len(part)] == part
+    exact = [b == 0 for b in decisive["rap_cde_bound"]]
+    assert not all(exact)  # some rows stopped early
+    for name in ("rap_acc_text", "rap_cde"):
+        assert [v for v, e in zip(full[name], exact, strict=True) if e] == [
+            v for v, e in zip(decisive[name], exact, strict=True) if e
+        ]
+    a = select_cognitive_samples(full, RAPConfig())
+    b = select_cognitive_samples(decisive, RAPConfig())
+    assert a["rap_stage"] == b["rap_stage"] and a["rap_selected"] == b["rap_selected"]
+    assert sum(decisive["rap_text_rollouts"]) < sum(full["rap_text_rollouts"])
+
+
+@needs_model
+def test_reference_model_decisive_batch_size_independent(reference_runs):
+    b4, b1 = reference_runs["decisive"], reference_runs["decisive_b1"]
+    a, b = b4.to_pandas(), b1.to_pandas()
+    for name in a.columns:
+        if name.startswith("rap_"):
+            assert a[name].equals(b[name]), name
