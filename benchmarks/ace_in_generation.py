@@ -81,10 +81,10 @@ def prefill_vs_generate(data, args) -> dict:
     with torch.inference_mode():
         prefill_repeated = timed(lambda: model(**flat, use_cache=True, logits_to_keep=1))
         prefill_once = timed(lambda: model(**once, use_cache=True, logits_to_keep=1))
-        tokens = {}
+        outputs = {}
 
-        def gen():
-            out = generate_rollouts(
+        def generate_with(shared_prefill: bool) -> None:
+            outputs[shared_prefill] = generate_rollouts(
                 model,
                 processor,
                 prompts,
@@ -93,47 +93,21 @@ def prefill_vs_generate(data, args) -> dict:
                 max_new_tokens=args.max_new_tokens,
                 temperature=1.0,
                 top_p=1.0,
+                shared_prefill=shared_prefill,
             )
-            tokens["n"] = out.num_generated_tokens
 
-        generate = timed(gen)
-        shared_tokens = {}
-
-        def gen_shared():
-            out = generate_rollouts(
-                model,
-                processor,
-                prompts,
-                images,
-                seeds,
-                max_new_tokens=args.max_new_tokens,
-                temperature=1.0,
-                top_p=1.0,
-                shared_prefill=True,
-            )
-            shared_tokens["ids"] = out.token_ids
-
-        generate_shared = timed(gen_shared)
-        plain = generate_rollouts(
-            model,
-            processor,
-            prompts,
-            images,
-            seeds,
-            max_new_tokens=args.max_new_tokens,
-            temperature=1.0,
-            top_p=1.0,
-        )
+        generate = timed(lambda: generate_with(False))
+        generate_shared = timed(lambda: generate_with(True))
     return {
         "batch_rows": len(prompts),
         "sequences": len(prompts) * m,
         "prompt_tokens": int(flat["input_ids"].shape[1]),
-        "generated_tokens": tokens["n"],
+        "generated_tokens": outputs[False].num_generated_tokens,
         "prefill_repeated_ms": 1000 * prefill_repeated,
         "prefill_once_per_row_ms": 1000 * prefill_once,
         "generate_ms": 1000 * generate,
         "generate_shared_prefill_ms": 1000 * generate_shared,
-        "shared_prefill_same_completions": shared_tokens["ids"] == plain.token_ids,
+        "shared_prefill_same_completions": outputs[True].token_ids == outputs[False].token_ids,
         "prefill_share_of_generate": prefill_repeated / generate,
         "max_saving_share": (prefill_repeated - prefill_once) / generate,
     }

@@ -294,30 +294,12 @@ def plot_stage_counts(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    stages = list(STAGES)
-    heights = [int(counts.get(stage, 0)) for stage in stages]
-    colours = [_COLOUR_SELECTED if stage in SELECTED_STAGES else _COLOUR_ALL for stage in stages]
     figure = Figure(figsize=(5.6, 3.2))
     figure.subplots_adjust(left=0.2, right=0.97, bottom=0.16, top=0.9)
     axes = figure.add_subplot()
-    positions = np.arange(len(stages))
-    axes.barh(positions, heights, color=colours)
-    axes.set_yticks(positions, labels=stages)
-    axes.invert_yaxis()  # pipeline order top to bottom
-    for position, height in zip(positions, heights, strict=True):
-        axes.annotate(
-            str(height),
-            (height, position),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-        )
-    axes.set_xlabel("rows")
-    _integer_counts(axes, "x")
+    _stage_bars(axes, counts)
     total_selected = sum(int(counts.get(stage, 0)) for stage in SELECTED_STAGES)
     axes.set_title(f"rows per {STAGE_COLUMN} (selected: {total_selected})", fontsize=10)
-    axes.set_xlim(0, max(heights + [1]) * 1.15)
     return _save(figure, out_dir / filename)
 
 
@@ -488,15 +470,22 @@ def _empty_panel(axes: Axes, title: str, message: str) -> None:
 
 
 def _panel_stages(axes: Axes, counts: Mapping[str, int]) -> None:
+    _stage_bars(axes, counts, tick_fontsize=8)
+    axes.set_title("(a) rows per stage", fontsize=10, loc="left")
+
+
+def _stage_bars(axes: Axes, counts: Mapping[str, int], tick_fontsize: float | None = None) -> None:
+    """Rows per stage as horizontal bars in pipeline order, the selected stages highlighted, counts at the ends."""
     stages = list(STAGES)
-    heights = [counts[stage] for stage in stages]
+    heights = [int(counts.get(stage, 0)) for stage in stages]
     positions = np.arange(len(stages))
     axes.barh(
         positions,
         heights,
         color=[_COLOUR_SELECTED if stage in SELECTED_STAGES else _COLOUR_ALL for stage in stages],
     )
-    axes.set_yticks(positions, labels=stages, fontsize=8)
+    label_style = {} if tick_fontsize is None else {"fontsize": tick_fontsize}
+    axes.set_yticks(positions, labels=stages, **label_style)
     axes.invert_yaxis()  # pipeline order top to bottom
     for position, height in zip(positions, heights, strict=True):
         axes.annotate(
@@ -510,7 +499,6 @@ def _panel_stages(axes: Axes, counts: Mapping[str, int]) -> None:
     axes.set_xlim(0, max(heights + [1]) * 1.15)
     axes.set_xlabel("rows")
     _integer_counts(axes, "x")
-    axes.set_title("(a) rows per stage", fontsize=10, loc="left")
 
 
 def _panel_cde(
