@@ -1,6 +1,7 @@
 """Decision-aware scoring (text_arm="decisive", issue 17 part 1): the text-only arm stops once CDE is settled."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -188,3 +189,97 @@ def test_reference_model_decisive_batch_size_independent(reference_runs):
     for name in a.columns:
         if name.startswith("rap_"):
             assert a[name].equals(b[name]), name
+
+
+# ------------------------------------------------------------------------------------------------ completion
+
+
+def _fingerprint(output):
+    import json
+
+    return json.loads((output / "rap_scoring.json").read_text())["fingerprint"]
+
+
+def _score_columns(ds):
+    frame = ds.to_pandas()
+    return frame[[c for c in frame.columns if c.startswith("rap_")]]
+
+
+@pytest.fixture(scope="module")
+def completion_runs(tmp_path_factory):
+    """A decisive run completed by a full run in the same folder, and a full run from scratch."""
+    from rap_hf.demo.visual_arith import visual_arith
+    from rap_hf.scoring.distributed import score_to_disk
+
+    root = tmp_path_factory.mktemp("completion")
+    data = visual_arith("test", num_rows=8)
+    common = {"num_rollouts": 5, "max_new_tokens": 48, "batch_size": 4}
+    path = str(reference_model_path())
+    decisive = score_to_disk(path, data, root / "out", RAPConfig(text_arm="decisive", **common))
+    shutil.copytree(root / "out", root / "decisive_copy")
+    completed = score_to_disk(path, data, root / "out", RAPConfig(**common))
+    full = score_to_disk(path, data, root / "full", RAPConfig(**{**common, "batch_size": 3}))
+    return {"data": data, "root": root, "decisive": decisive, "completed": completed, "full": full}
+
+
+@needs_model
+def test_completing_a_decisive_run_equals_a_full_run(completion_runs):
+    decisive, completed, full = (completion_runs[k] for k in ("decisive", "completed", "full"))
+    assert sum(decisive.dataset["rap_text_rollouts"]) < sum(full.dataset["rap_text_rollouts"])
+    a, b = _score_columns(completed.dataset), _score_columns(full.dataset)
+    assert list(a.columns) == list(b.columns)
+    for name in a.columns:
+        assert a[name].equals(b[name]), name
+    # exactly the skipped rollouts were generated, and the folder is an ordinary finished full run
+    meta = completed.metadata
+    assert meta["text_rollouts_added"] == sum(full.dataset["rap_text_rollouts"]) - sum(
+        decisive.dataset["rap_text_rollouts"]
+    )
+    assert meta["generated_tokens"] < full.metadata["generated_tokens"] / 2
+    out = completion_runs["root"] / "out"
+    assert not (out / "rap_completing_from").exists()
+    assert _fingerprint(out) == _fingerprint(completion_runs["root"] / "full")
+
+
+@needs_model
+def test_interrupted_completion_resumes_and_foreign_settings_are_refused(completion_runs, tmp_path):
+    import json
+
+    from rap_hf.scoring.checkpointing import CheckpointMismatchError, fingerprint_of
+    from rap_hf.scoring.completion import prepare_completion
+    from rap_hf.scoring.distributed import score_to_disk
+
+    data, path = completion_runs["data"], str(reference_model_path())
+    common = {"num_rollouts": 5, "max_new_tokens": 48, "batch_size": 4}
+    out = tmp_path / "out"
+    shutil.copytree(completion_runs["root"] / "decisive_copy", out)
+    # A completion with other settings (another seed) is refused and leaves the decisive run in place.
+    with pytest.raises(CheckpointMismatchError, match="seed"):
+        score_to_disk(path, data, out, RAPConfig(seed=7, **common))
+    assert (out / "rap_scoring.json").exists()
+    # The completion dies right after moving the decisive scores aside: the next run picks them up.
+    meta = json.loads((out / "rap_scoring.json").read_text())
+    inputs = {**meta["fingerprint_inputs"], "rap_config": RAPConfig(**common).scoring().fingerprint_values()}
+    assert prepare_completion(out, inputs, overwrite=False) is not None
+    assert not (out / "rap_scoring.json").exists() and (out / "rap_completing_from").is_dir()
+    with pytest.raises(CheckpointMismatchError, match="interrupted completion"):
+        score_to_disk(path, data, out, RAPConfig(seed=7, **common))
+    resumed = score_to_disk(path, data, out, RAPConfig(**common))
+    assert fingerprint_of(inputs) == _fingerprint(out) == _fingerprint(completion_runs["root"] / "full")
+    a, b = _score_columns(resumed.dataset), _score_columns(completion_runs["full"].dataset)
+    for name in a.columns:
+        assert a[name].equals(b[name]), name
+
+
+@needs_model
+@pytest.mark.filterwarnings("ignore::rap_hf.scoring.alarms.DegenerateScoresWarning")
+def test_completion_needs_the_completions(tmp_path):
+    from rap_hf.demo.visual_arith import visual_arith
+    from rap_hf.scoring.checkpointing import CheckpointMismatchError
+    from rap_hf.scoring.distributed import score_to_disk
+
+    data, path = visual_arith("test", num_rows=4), str(reference_model_path())
+    common = {"num_rollouts": 3, "max_new_tokens": 16, "keep_completions": False, "compute_ace": False}
+    score_to_disk(path, data, tmp_path / "out", RAPConfig(text_arm="decisive", **common))
+    with pytest.raises(CheckpointMismatchError, match="keep_completions"):
+        score_to_disk(path, data, tmp_path / "out", RAPConfig(**common))

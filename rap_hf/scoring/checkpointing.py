@@ -52,6 +52,8 @@ logger = logging.getLogger("rap_hf")
 
 SCORING_METADATA = "rap_scoring.json"
 CHECKPOINT_DIR = "rap_checkpoint"
+# A finished decisive run's scores while a text_arm="full" run completes them (rap_hf.scoring.completion).
+COMPLETION_DIR = "rap_completing_from"
 MANIFEST = "manifest.json"
 LOCK_FILE = ".rap_score.lock"
 HEARTBEAT_PREFIX = ".rap_heartbeat-"
@@ -489,7 +491,7 @@ class ScoreCheckpoint:
             foreign = [
                 p.name
                 for p in self.output_dir.iterdir()
-                if p.name != CHECKPOINT_DIR and not p.name.startswith(".")
+                if p.name not in (CHECKPOINT_DIR, COMPLETION_DIR) and not p.name.startswith(".")
             ]
             if foreign:
                 raise CheckpointMismatchError(
@@ -677,10 +679,16 @@ class ScoreCheckpoint:
         return (self.output_dir / "state.json").is_file() and any(self.output_dir.glob(_DATASET_GLOB))
 
     def _remove_final_dataset(self) -> None:
-        for name in _DATASET_FILES:
-            (self.output_dir / name).unlink(missing_ok=True)
-        for path in self.output_dir.glob(_DATASET_GLOB):
-            path.unlink(missing_ok=True)
+        remove_final_dataset(self.output_dir)
+
+
+def remove_final_dataset(output_dir: str | os.PathLike) -> None:
+    """Remove the ``save_to_disk`` files of a scored dataset from `output_dir` (nothing else)."""
+    output_dir = Path(output_dir)
+    for name in _DATASET_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+    for path in output_dir.glob(_DATASET_GLOB):
+        path.unlink(missing_ok=True)
 
 
 class CorruptBatchError(RuntimeError):

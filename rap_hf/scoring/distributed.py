@@ -24,6 +24,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from rap_hf.scoring.checkpointing import (
     scoring_fingerprint_inputs,
     write_heartbeat,
 )
+from rap_hf.scoring.completion import completion_summary, load_prior, prepare_completion
 from rap_hf.scoring.processes import ProcessContext
 from rap_hf.scoring.zero3 import all_reduce_max
 
@@ -205,6 +207,10 @@ def score_to_disk(
         checkpoint = ScoreCheckpoint(
             output_dir, fingerprint_of(inputs), inputs, score_features(config.keep_completions)
         )
+        # A full run on a finished decisive run's folder completes it (rap_hf.scoring.completion).
+        stash = ctx.on_main(lambda: prepare_completion(output_dir, inputs, overwrite))
+        prior = load_prior(stash) if stash is not None else None
+        to_score = datasets.concatenate_datasets([dataset, prior], axis=1) if prior is not None else dataset
         if ctx.on_main(lambda: checkpoint.check(overwrite)):
             return _already_complete(checkpoint, ctx)
         if not ctx.is_main:
@@ -247,7 +253,7 @@ def score_to_disk(
         if num_proc is not None:
             _score_with_num_proc(
                 model,
-                dataset,
+                to_score,
                 mine,
                 checkpoint,
                 config,
@@ -262,7 +268,7 @@ def score_to_disk(
                 },
             )
         else:
-            _score_ranges(flt, ds_engine, ctx, dataset, mine, checkpoint, zero3_gather_params, lockstep)
+            _score_ranges(flt, ds_engine, ctx, to_score, mine, checkpoint, zero3_gather_params, lockstep)
         scored_seconds = time.perf_counter() - scoring_started
         process_stats = _process_stats(flt, ctx, scored_seconds)
         if not ctx.is_main:
@@ -279,7 +285,7 @@ def score_to_disk(
             logger.warning("%s: rescoring them on the main process", exc)
             for start, end in exc.ranges:
                 flt.score_batches(
-                    dataset.select(range(start, end)), _BatchWriter(checkpoint, flt), index_offset=start
+                    to_score.select(range(start, end)), _BatchWriter(checkpoint, flt), index_offset=start
                 )
             scores, totals = checkpoint.load_scores()
         scored = datasets.concatenate_datasets([dataset, scores], axis=1)
@@ -303,10 +309,14 @@ def score_to_disk(
             "resumed_rows": resumed_rows,
             "redone_batches": [list(r) for r in planned["state"].redone],
             "rap_config": config.to_dict(),
+            **(completion_summary(prior, config.num_rollouts) if prior is not None else {}),
             # Degenerate scores (every reward 0 or identical, nearly every row an error), also logged loudly.
             "warnings": raise_score_alarms(scored, config.answer_column, where="RAP scoring"),
         }
         checkpoint.finalize(scored, {**meta, "merge_seconds": 0.0}, keep_checkpoints)
+        if stash is not None:
+            del prior, to_score  # memory-mapped from the folder removed next
+            shutil.rmtree(stash, ignore_errors=True)
         meta["merge_seconds"] = time.perf_counter() - merge_started
         meta["scoring_seconds"] = time.perf_counter() - scoring_started
         # Written again with the merge's own duration (the first write marked the run complete, in case the

@@ -25,6 +25,7 @@ from rap_hf.config import RAPScoringConfig
 from rap_hf.estimators import ace_normalized, ace_paper
 from rap_hf.rewards import compute_rewards, normalize_solution
 from rap_hf.scoring.attention import capture_final_layer_attention
+from rap_hf.scoring.completion import is_prior_column, prior_row
 from rap_hf.scoring.decisive import decisive_scores, next_wave_size
 from rap_hf.scoring.images import ImageError, decode_image, normalize_image, processor_pixel_budget
 from rap_hf.scoring.rollouts import (
@@ -80,6 +81,8 @@ class ScoringRow:
     # In-generation ACE (`ace_capture="generation"`): the (L, L) final-layer attention of each multimodal
     # rollout, recorded while decoding; dropped once ACE has read the one `ace_response` picks.
     mm_attention: list[Any] | None = None
+    # Completing a decisive run (`rap_hf.scoring.completion`): the row's decisive scores and completions.
+    prior: dict[str, Any] | None = None
 
 
 # Keyword names a reward function gets from scoring itself, so a dataset column cannot shadow them.
@@ -168,7 +171,9 @@ class ScoringEngine:
         """
         rows = [self.prepare_row(batch, i, index_offset + idx, columns) for i, idx in enumerate(indices)]
         valid = [r for r in rows if r.error is None]
-        if self.config.text_arm == "decisive":
+        if any(r.prior is not None for r in rows):
+            self.complete_text_arm(valid)
+        elif self.config.text_arm == "decisive":
             self.generate_decisive(valid)
         else:
             for arm in (ARM_MM, ARM_TEXT):
@@ -205,6 +210,15 @@ class ScoringEngine:
     def prepare_row(self, batch: dict[str, list], i: int, index: int, columns: dict[str, str]) -> ScoringRow:
         """Decode row `i` of `batch` and render both prompts; a failure is recorded in the row's `error`."""
         row = ScoringRow(index=index, images=[], mm_prompt="", text_prompt="", solution="")
+        row.prior = prior_row(batch, i)
+        if row.prior is not None and row.prior["rap_error"] is not None:
+            # The decisive run's error stands (a full run fails the same row the same way).
+            row.completions = {
+                ARM_MM: list(row.prior["rap_completions_mm"] or []),
+                ARM_TEXT: list(row.prior["rap_completions_text"] or []),
+            }
+            row.error = row.prior["rap_error"]
+            return row
         try:
             value = batch[columns["image"]][i]
             values = value if isinstance(value, (list, tuple)) else [value]
@@ -219,7 +233,11 @@ class ScoringEngine:
             prompt = batch[columns["prompt"]][i]
             row.prompt = prompt
             skip = _RESERVED_REWARD_KWARGS | {columns["image"], columns["prompt"], columns["answer"]}
-            row.columns = {name: column[i] for name, column in batch.items() if name not in skip}
+            row.columns = {
+                name: column[i]
+                for name, column in batch.items()
+                if name not in skip and not is_prior_column(name)
+            }
             system = self.config.system_prompt
             row.mm_prompt = render_prompt(
                 self.processor,
@@ -262,6 +280,27 @@ class ScoringEngine:
                 return
             self.generate_arm(wave, ARM_TEXT, rollout_indices=indices)
             self.reward([r for r in wave if r.error is None], arms=(ARM_TEXT,))
+
+    def complete_text_arm(self, rows: list[ScoringRow]) -> None:
+        """Completing a decisive run (`rap_hf.scoring.completion`): re-reward the stored completions and generate
+        the text-only rollouts the decisive run skipped (rollout k seeded as in a full run), so that every row
+        ends with the M text-only rollouts of a full run."""
+        if self.lockstep is not None:
+            raise RuntimeError(
+                "completing a decisive run is not supported under ZeRO-3 lock-step scoring (processes would make "
+                "different numbers of model calls)"
+            )
+        for row in rows:
+            for arm, name in ((ARM_MM, "rap_completions_mm"), (ARM_TEXT, "rap_completions_text")):
+                row.completions[arm] = list(row.prior[name])
+                row.completion_ids[arm] = [[] for _ in row.completions[arm]]  # ACE is carried over
+        self.reward(rows)
+        todo = [
+            r for r in rows if r.error is None and len(r.completions[ARM_TEXT]) < self.config.num_rollouts
+        ]
+        indices = [list(range(len(r.completions[ARM_TEXT]), self.config.num_rollouts)) for r in todo]
+        self.generate_arm(todo, ARM_TEXT, rollout_indices=indices)
+        self.reward([r for r in todo if r.error is None], arms=(ARM_TEXT,))
 
     def generate_arm(
         self, rows: list[ScoringRow], arm: str, rollout_indices: list[list[int]] | None = None
@@ -325,6 +364,8 @@ class ScoringEngine:
             top_p=cfg.top_p,
             synced_gpus=synced_gpus,
             capture_attention=self.captures_ace_in_generation(arm),
+            # Opt-in; not under ZeRO-3 lock-step, whose filler generations mirror the per-rollout call.
+            shared_prefill=arm == ARM_MM and cfg.prefill == "shared" and self.lockstep is None,
         )
         self.stats.generated_tokens += rollouts.num_generated_tokens
         by_arm = self.stats.generated_tokens_by_arm
@@ -391,7 +432,9 @@ class ScoringEngine:
             self.config.decisive_threshold(),
         )
         ace, ace_norm = math.nan, math.nan
-        if self.config.compute_ace:
+        if row.prior is not None:  # a completed decisive run: the multimodal arm, hence ACE, is unchanged
+            ace, ace_norm = row.prior["rap_ace"], row.prior["rap_ace_norm"]
+        elif self.config.compute_ace:
             try:
                 ace, ace_norm = self.ace_scores(row)
             except Exception as exc:
@@ -402,7 +445,9 @@ class ScoringEngine:
             "rap_ace": ace,
             "rap_ace_norm": ace_norm,
             # Known at selection time, so ACE can leave short responses unjudged (docs/method.md §3).
-            "rap_ace_length": float(len(self.ace_response(row))),
+            "rap_ace_length": (
+                row.prior["rap_ace_length"] if row.prior is not None else float(len(self.ace_response(row)))
+            ),
             "rap_error": None,
         }
         if self.config.keep_completions:
