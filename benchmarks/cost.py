@@ -1,12 +1,22 @@
-"""What RAP scoring costs: seconds per sample and per stage, and how the total grows with the dataset size.
+"""What RAP scoring costs, per stage, in each scoring mode side by side, and whether the cheaper modes change the
+selection.
 
-Scores `visual-arith` train rows with the reference model at each size (default 100, 1,000, 10,000) and
-prints, per size: wall-clock, samples/s, and the seconds per sample of each stage (multimodal rollouts,
-text-only rollouts, the ACE attention pass, rewards, and everything else: image decoding, prompt rendering,
-datasets.map), plus generated tokens. Then the exponent of a log-log fit of total time against size (1.0 is
-linear).
+Scores `visual-arith` train rows with the reference model in each mode and prints ms per sample per stage
+(multimodal rollouts, text-only rollouts, the ACE attention pass, rewards, and everything else: image decoding,
+prompt rendering, datasets.map), the total, its ratio to the first mode, the rollouts and tokens generated, and
+whether the selection at the default thresholds (`RAPConfig()`) is the same as the first mode's: the same
+`rap_stage` and `rap_selected` on every row.
 
-    python benchmarks/cost.py [--sizes 100 1000 10000] [--num-rollouts 5] [--max-new-tokens 40] [--json F]
+Modes (`--modes`, the first is the reference the ratios are taken against):
+
+- ``today``: ``text_arm="full"``, ``ace_capture="second_pass"``, ``prefill="per_rollout"`` (the defaults);
+- ``cheap``: ``text_arm="decisive"`` + ``ace_capture="generation"`` (issue 17's goal: <= 0.6x of ``today``);
+- ``cheap_prefill``: ``cheap`` + ``prefill="shared"``.
+
+The machine is noisy (2 shared cores), so the modes take turns on chunks of the rows (``--chunks``) and each
+mode's stage times are summed over its chunks: a slow minute hits every mode alike.
+
+    python benchmarks/cost.py [--rows 1000] [--modes today cheap cheap_prefill] [--chunks 4] [--json F]
 """
 
 from __future__ import annotations
@@ -14,91 +24,141 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
-import numpy as np
+MODES: dict[str, dict[str, str]] = {
+    "today": {"text_arm": "full", "ace_capture": "second_pass", "prefill": "per_rollout"},
+    "cheap": {"text_arm": "decisive", "ace_capture": "generation", "prefill": "per_rollout"},
+    "cheap_prefill": {"text_arm": "decisive", "ace_capture": "generation", "prefill": "shared"},
+}
+STAGES = ("mm_rollouts", "text_rollouts", "ace_pass", "rewards", "other")
 
 
-def measure(size: int, args: argparse.Namespace) -> dict:
+def score_chunk(data: Any, mode: str, index_offset: int, args: argparse.Namespace) -> tuple[Any, dict]:
+    """Score one chunk in one mode; the chunk's rows keep their global seeds (``index_offset``)."""
     from rap_hf import RAPConfig, RAPDataFilter
     from rap_hf.demo.reference_model import reference_model_path
-    from rap_hf.demo.visual_arith import visual_arith
     from rap_hf.scoring.rollouts import ARM_MM, ARM_TEXT
 
-    data = visual_arith("train", size, seed=args.seed).remove_columns(["reference_completion"])
     config = RAPConfig(
         num_rollouts=args.num_rollouts,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
-        keep_completions=False,
+        **MODES[mode],
     )
     flt = RAPDataFilter(str(args.model or reference_model_path()), config=config)
     start = time.perf_counter()
-    flt.score(data, desc=f"scoring {size} rows")
+    scored = flt.score(data, index_offset=index_offset, desc=f"{mode}: rows {index_offset}+")
     total = time.perf_counter() - start
     stats = flt.stats
-    stages = {
+    seconds = {
         "mm_rollouts": stats.seconds_generation_by_arm.get(ARM_MM, 0.0),
         "text_rollouts": stats.seconds_generation_by_arm.get(ARM_TEXT, 0.0),
-        "attention": stats.seconds_attention,
+        "ace_pass": stats.seconds_attention,
         "rewards": stats.seconds_rewards,
     }
-    stages["other"] = max(total - sum(stages.values()), 0.0)
+    seconds["other"] = max(total - sum(seconds.values()), 0.0)
+    seconds["total"] = total
+    tokens = {f"tokens_{arm}": stats.generated_tokens_by_arm.get(arm, 0) for arm in (ARM_MM, ARM_TEXT)}
+    return scored, {**seconds, **tokens, "errors": stats.errors}
+
+
+def compare_selection(reference: Any, other: Any) -> dict[str, Any]:
+    """Selection at the default thresholds on both scorings: rows whose stage or selection differs."""
+    import numpy as np
+
+    from rap_hf import RAPConfig, select_cognitive_samples
+
+    a = select_cognitive_samples(reference, RAPConfig())
+    b = select_cognitive_samples(other, RAPConfig())
+    stage_diff = [i for i, (x, y) in enumerate(zip(a["rap_stage"], b["rap_stage"], strict=True)) if x != y]
+    ace_a, ace_b = np.asarray(reference["rap_ace_norm"]), np.asarray(other["rap_ace_norm"])
+    both = ~np.isnan(ace_a) & ~np.isnan(ace_b)
     return {
-        "size": size,
-        "seconds": total,
-        "samples_per_second": size / total,
-        "seconds_per_sample": {name: value / size for name, value in stages.items()},
-        "generated_tokens": dict(stats.generated_tokens_by_arm),
-        "errors": stats.errors,
+        "same_rap_stage": not stage_diff,
+        "same_rap_selected": a["rap_selected"] == b["rap_selected"],
+        "selected": int(sum(b["rap_selected"])),
+        "stage_differences": [(i, a["rap_stage"][i], b["rap_stage"][i]) for i in stage_diff[:20]],
+        "same_rap_acc_mm": reference["rap_acc_mm"] == other["rap_acc_mm"],
+        "same_completions_mm": reference["rap_completions_mm"] == other["rap_completions_mm"],
+        "max_abs_diff_rap_ace_norm": float(np.max(np.abs(ace_a[both] - ace_b[both]))) if both.any() else 0.0,
     }
-
-
-def loglog_exponent(sizes: list[int], seconds: list[float]) -> float:
-    """Slope of log(seconds) against log(size): 1.0 means linear growth."""
-    if len(sizes) < 2:
-        return float("nan")
-    slope, _ = np.polyfit(np.log(sizes), np.log(seconds), 1)
-    return float(slope)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--chunks", type=int, default=4, help="The modes take turns on this many chunks.")
     parser.add_argument("--num-rollouts", type=int, default=5)
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the visual-arith rows.")
     parser.add_argument(
         "--model", default=None, help="Model to score with (default: the shipped rap-tiny-vl)."
     )
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     args = parser.parse_args()
 
+    import datasets
     import torch
 
-    results = [measure(size, args) for size in args.sizes]
-    exponent = loglog_exponent([r["size"] for r in results], [r["seconds"] for r in results])
-    stages = list(results[0]["seconds_per_sample"])
+    from rap_hf.demo.visual_arith import visual_arith
+
+    data = visual_arith("train", args.rows, seed=args.seed).remove_columns(["reference_completion"])
+    # Warm-up (first-call costs: kernels, allocator), not timed.
+    for mode in args.modes:
+        score_chunk(data.select(range(min(8, args.rows))), mode, 0, args)
+    bounds = [round(k * args.rows / args.chunks) for k in range(args.chunks + 1)]
+    parts: dict[str, list] = {mode: [] for mode in args.modes}
+    sums: dict[str, dict[str, float]] = {mode: {} for mode in args.modes}
+    for k in range(args.chunks):
+        chunk = data.select(range(bounds[k], bounds[k + 1]))
+        # Rotate the order, so no mode always runs first (or last) in a chunk.
+        for mode in args.modes[k % len(args.modes) :] + args.modes[: k % len(args.modes)]:
+            scored, numbers = score_chunk(chunk, mode, bounds[k], args)
+            parts[mode].append(scored)
+            for key, value in numbers.items():
+                sums[mode][key] = sums[mode].get(key, 0) + value
+    scored = {mode: datasets.concatenate_datasets(parts[mode]) for mode in args.modes}
+    reference = args.modes[0]
+    results: dict[str, Any] = {"args": vars(args), "torch_threads": torch.get_num_threads(), "modes": {}}
+    for mode in args.modes:
+        s = sums[mode]
+        results["modes"][mode] = {
+            "settings": MODES[mode],
+            "ms_per_sample": {name: 1000 * s[name] / args.rows for name in (*STAGES, "total")},
+            "ratio_to_" + reference: s["total"] / sums[reference]["total"],
+            "text_rollouts": int(sum(scored[mode]["rap_text_rollouts"])),
+            "generated_tokens_mm": int(s["tokens_mm"]),
+            "generated_tokens_text": int(s["tokens_text"]),
+            "errors": int(s["errors"]),
+            "selection_vs_" + reference: compare_selection(scored[reference], scored[mode]),
+        }
+
     print(
-        f"RAP scoring cost, {args.num_rollouts} rollouts x 2 arms, <= {args.max_new_tokens} new tokens, "
-        f"torch threads {torch.get_num_threads()}"
+        f"RAP scoring cost per sample, {args.rows} visual-arith train rows, reference model, "
+        f"{args.num_rollouts} rollouts per arm, <= {args.max_new_tokens} new tokens, batch {args.batch_size}, "
+        f"torch threads {torch.get_num_threads()}, modes interleaved over {args.chunks} chunks"
     )
-    header = f"{'rows':>7} {'total s':>9} {'rows/s':>7} " + " ".join(f"{s + ' ms':>16}" for s in stages)
-    print(header + f" {'gen. tokens mm':>15} {'gen. tokens text':>17}")
-    for r in results:
-        per = r["seconds_per_sample"]
-        tokens = r["generated_tokens"]
+    header = f"{'mode':<14}" + "".join(f"{s + ' ms':>16}" for s in (*STAGES, "total"))
+    print(header + f"{'ratio':>8}{'text rollouts':>15}{'tokens mm':>11}{'tokens text':>13}  same selection")
+    for mode, r in results["modes"].items():
+        per = r["ms_per_sample"]
+        sel = r["selection_vs_" + reference]
+        same = "yes" if sel["same_rap_stage"] and sel["same_rap_selected"] else "NO"
         print(
-            f"{r['size']:>7} {r['seconds']:>9.1f} {r['samples_per_second']:>7.2f} "
-            + " ".join(f"{1000 * per[s]:>16.2f}" for s in stages)
-            + f" {tokens.get('mm', 0):>15} {tokens.get('text', 0):>17}"
+            f"{mode:<14}"
+            + "".join(f"{per[s]:>16.2f}" for s in (*STAGES, "total"))
+            + f"{r['ratio_to_' + reference]:>8.3f}{r['text_rollouts']:>15}{r['generated_tokens_mm']:>11}"
+            + f"{r['generated_tokens_text']:>13}  {same} ({sel['selected']} selected; max |d ace_norm| "
+            + f"{sel['max_abs_diff_rap_ace_norm']:.1e})"
         )
-    print(f"log-log exponent of total time vs rows: {exponent:.3f} (1.0 = linear)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results, "loglog_exponent": exponent}, f, indent=2)
+            json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,16 @@ class RAPScoringConfig(_ConfigBase):
             "part of the fingerprint. Under ZeRO-3 lockstep scoring the second pass is always used."
         },
     )
+    prefill: Literal["per_rollout", "shared"] = field(
+        default="per_rollout",
+        metadata={
+            "help": "How the multimodal rollouts' prompts are encoded. 'per_rollout' (default, the reference): "
+            "each of a row's M sequences encodes the image and prefills the prompt itself. 'shared': once per "
+            "row, the KV cache expanded to the M rollouts (docs/scoring.md#cheaper-scoring). The prefill then "
+            "runs at another batch shape, so logits can differ at float-rounding level and a rare sampled "
+            "token can flip; the mode is part of the fingerprint."
+        },
+    )
 
     # ---- columns and output ----
     keep_completions: bool = field(
@@ -184,6 +194,8 @@ class RAPScoringConfig(_ConfigBase):
             errors.append(f"batch_size must be >= 1, got {self.batch_size!r}")
         if self.sigma <= 0:
             errors.append(f"sigma must be > 0, got {self.sigma!r}")
+        if self.prefill not in ("per_rollout", "shared"):
+            errors.append(f"prefill must be 'per_rollout' or 'shared', got {self.prefill!r}")
         if self.ace_capture not in ("generation", "second_pass"):
             errors.append(f"ace_capture must be 'generation' or 'second_pass', got {self.ace_capture!r}")
         if self.ace_min_span < 1:
@@ -220,7 +232,7 @@ class RAPScoringConfig(_ConfigBase):
         `text_arm` and `decisive_lambda_c` (resolved) appear only in decisive mode, so a full run keeps the
         fingerprint it had before these fields existed; likewise `ace_capture` appears only when it is not
         "second_pass" (in-generation ACE differs from the second pass at float tolerance, so it must not resume
-        a second-pass run)."""
+        a second-pass run), and `prefill` only when it is "shared"."""
         values = {
             name: getattr(self, name)
             for name in RAPScoringConfig.field_names()
@@ -229,6 +241,8 @@ class RAPScoringConfig(_ConfigBase):
         if self.ace_capture == "second_pass":
             # The reference ACE pass: the scores of runs from before `ace_capture` existed.
             del values["ace_capture"]
+        if self.prefill == "per_rollout":
+            del values["prefill"]  # likewise: the reference prefill
         if self.text_arm == "full":
             del values["text_arm"], values["decisive_lambda_c"]
         else:

@@ -152,3 +152,29 @@ def test_shared_prefill_gives_the_same_completions(loaded):
     for a_row, b_row in zip(shared.attention, repeated.attention, strict=True):
         for a, b in zip(a_row, b_row, strict=True):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_engine_shared_prefill_option(tiny_filter_factory, monkeypatch):
+    """`prefill="shared"` reaches generation (multimodal arm) with the same completions, and is fingerprinted."""
+    from rap_hf import RAPConfig
+    from rap_hf.demo.data import tiny_synthetic
+
+    data = tiny_synthetic(3, seed=4)
+    reference = tiny_filter_factory(compute_ace=False).score(data)
+    flt = tiny_filter_factory(compute_ace=False, prefill="shared")
+    calls = []
+    import rap_hf.scoring.rollouts as rollouts
+
+    original = rollouts._prefill_once
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[2]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rollouts, "_prefill_once", spy)
+    shared = flt.score(data)
+    assert calls == [3]  # once, for the multimodal arm of the batch's three rows
+    assert shared["rap_completions_mm"] == reference["rap_completions_mm"]
+    assert shared["rap_completions_text"] == reference["rap_completions_text"]
+    assert "prefill" not in RAPConfig().scoring().fingerprint_values()
+    assert RAPConfig(prefill="shared").scoring().fingerprint_values()["prefill"] == "shared"

@@ -29,6 +29,7 @@ def test_defaults_are_the_papers():
         ({"ace_mode": "other"}, "ace_mode"),
         ({"sigma": 0.0}, "sigma"),
         ({"batch_size": 0}, "batch_size"),
+        ({"prefill": "once"}, "prefill"),
     ],
 )
 def test_bad_values_raise_naming_the_field(kwargs, field):
