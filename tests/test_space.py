@@ -110,6 +110,26 @@ def test_normalized_only_dataset_needs_normalized_mode():
     assert run_selection(data, RAPConfig(ace_mode="normalized")).counts["kept"] == 1
 
 
+def test_decisive_scores_refuse_undecided_thresholds_with_a_note():
+    # Row 0 kept by a lower bound (rap_cde >= 0.6), row 1 rejected by an upper bound (rap_cde <= 0.2).
+    ds = Dataset.from_dict(
+        {
+            "rap_acc_mm": [1.0, 0.2],
+            "rap_cde": [0.6, 0.2],
+            "rap_cde_bound": [1.0, -1.0],
+            "rap_ace": [0.0, 0.0],
+        }
+    )
+    data = ExplorerData.from_dataset(ds, "decisive")
+    counts = run_selection(data, RAPConfig(use_drm=False)).counts
+    assert (counts["kept"], counts["cde_rejected"]) == (1, 1)
+    with pytest.raises(ExplorerDataError, match="move lambda_c back") as err:
+        run_selection(data, RAPConfig(lambda_c=0.1))  # row 1's CDE may be above 0.1 or not
+    assert "0.2 < lambda_c <= 0.6" in str(err.value)
+    with pytest.raises(ExplorerDataError, match="clear the budget"):
+        run_selection(data, RAPConfig(target_ratio=0.5))
+
+
 def test_empty_dataset():
     data = ExplorerData.from_dataset(synthetic_scored_dataset(0), "empty")
     selection = run_selection(data, RAPConfig())

@@ -15,8 +15,9 @@ import numpy as np
 from datasets import Dataset
 
 from rap_hf.config import ACE_MODES, RAPSelectionConfig
+from rap_hf.errors import RAPUserError
 from rap_hf.explorer.data import ExplorerData, ExplorerDataError
-from rap_hf.selection import ERROR, SELECTED_STAGES, STAGE_COLUMN, select_cognitive_samples
+from rap_hf.selection import CDE_BOUND_COLUMN, ERROR, SELECTED_STAGES, STAGE_COLUMN, select_cognitive_samples
 
 # How many trivial kept rows DRM may replace: every one, at most `drm_k`, or at most `drm_ratio` of the kept.
 DRM_LIMITS = ("all trivial", "k", "ratio")
@@ -131,7 +132,16 @@ def run_selection(data: ExplorerData, config: RAPSelectionConfig) -> Selection:
             f"ACE mode {config.ace_mode!r} needs the column {active}, which this dataset lacks; "
             f"switch ACE mode to {other!r}."
         )
-    annotated, counts = select_cognitive_samples(data.scores, config, return_counts=True)
+    try:
+        annotated, counts = select_cognitive_samples(data.scores, config, return_counts=True)
+    except RAPUserError as exc:
+        if CDE_BOUND_COLUMN not in data.scores.column_names:
+            raise ExplorerDataError(str(exc)) from None
+        # Decisive scores (rap_cde a bound on some rows) cannot decide every threshold: say what to move.
+        raise ExplorerDataError(
+            f"This selection needs exact CDE scores that this dataset does not have. {exc} In the explorer: "
+            "move lambda_c back into that range and clear the budget."
+        ) from None
     column = annotated.select_columns([STAGE_COLUMN]).with_format("arrow")[:].column(STAGE_COLUMN)
     stages = np.asarray(column.to_pylist(), dtype=object)
     return Selection(config, annotated, stages, counts)
