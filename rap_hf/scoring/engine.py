@@ -252,9 +252,11 @@ class ScoringEngine:
 
     def generate_decisive(self, rows: list[ScoringRow]) -> None:
         """Decisive mode (``text_arm="decisive"``, docs/scoring.md#decisive-scoring): every multimodal rollout,
-        then the text-only arm in waves, each undecided row getting the fewest rollouts that could settle its CDE
-        decision (`rap_hf.scoring.decisive.next_wave_size`), until every row is settled. Rollout k of a row is
-        seeded as in a full run, so its text-only completions are a prefix of the full run's."""
+        then the text-only arm in at most two waves: first each row with ``acc_mm >= lambda_c`` gets the fewest
+        rollouts that could settle its CDE decision (`rap_hf.scoring.decisive.next_wave_size`), then every row
+        still unsettled gets the rest of its M. Two waves, not as many as it takes: each wave is one more
+        ``generate`` call, whose fixed cost outweighs a few sequences saved (benchmarks/cost.py). Rollout k of
+        a row is seeded as in a full run, so its text-only completions are a prefix of the full run's."""
         if self.lockstep is not None:
             raise RuntimeError(
                 "text_arm='decisive' is not supported under ZeRO-3 lock-step scoring (processes would make "
@@ -266,7 +268,7 @@ class ScoringEngine:
         num_rollouts, lambda_c = self.config.num_rollouts, self.config.decisive_threshold()
         for row in rows:
             row.completions[ARM_TEXT], row.completion_ids[ARM_TEXT], row.rewards[ARM_TEXT] = [], [], []
-        while True:
+        for last_wave in (False, True):
             wave, indices = [], []
             for row in rows:
                 if row.error is not None:
@@ -275,7 +277,7 @@ class ScoringEngine:
                 if need:
                     done = len(row.completions[ARM_TEXT])
                     wave.append(row)
-                    indices.append(list(range(done, done + need)))
+                    indices.append(list(range(done, num_rollouts if last_wave else done + need)))
             if not wave:
                 return
             self.generate_arm(wave, ARM_TEXT, rollout_indices=indices)
