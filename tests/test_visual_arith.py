@@ -49,3 +49,25 @@ def test_loadable_by_name():
         visual_arith("validation")
     with pytest.raises(ValueError, match="unknown built-in"):
         load_builtin("nope")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 7])
+def test_train_rows_of_any_seed_never_show_a_test_scan(seed, monkeypatch):
+    """The scan split does not move with the row seed (a seed-1 GRPO pool once drew test scans)."""
+    import rap_hf.demo.visual_arith as va
+
+    images, _ = va._digits()
+    test_scans = {images[i].tobytes() for i in scan_ids("test")}
+    drawn = []
+    original = va.make_row
+
+    def record(kind, digits, scans, rng):
+        drawn.extend(scan.tobytes() for scan in scans)
+        return original(kind, digits, scans, rng)
+
+    monkeypatch.setattr(va, "make_row", record)
+    visual_arith("train", 100, seed=seed)
+    assert len(drawn) >= 200 and not test_scans & set(drawn)
+    drawn.clear()
+    visual_arith("test", 50, seed=seed)
+    assert set(drawn) <= test_scans
