@@ -85,6 +85,74 @@ def compare_selection(reference: Any, other: Any) -> dict[str, Any]:
     }
 
 
+def format_table(results: dict[str, Any]) -> str:
+    """The printed table of a `main` result (also rebuilt from its JSON: ``format_table(json.load(f))``)."""
+    args = results["args"]
+    modes = results["modes"]
+    reference = next(iter(modes))
+    lines = [
+        f"RAP scoring cost per sample, {args['rows']} visual-arith train rows, reference model, "
+        f"{args['num_rollouts']} rollouts per arm, <= {args['max_new_tokens']} new tokens, batch "
+        f"{args['batch_size']}, torch threads {results['torch_threads']}, modes interleaved over "
+        f"{args['chunks']} chunks",
+        f"{'mode':<14}"
+        + "".join(f"{s + ' ms':>18}" for s in (*STAGES, "total"))
+        + f"{'ratio':>8}{'text rollouts':>15}{'tokens mm':>11}{'tokens text':>13}  same selection",
+    ]
+    for mode, r in modes.items():
+        per = r["ms_per_sample"]
+        sel = r["selection_vs_" + reference]
+        same = "yes" if sel["same_rap_stage"] and sel["same_rap_selected"] else "NO"
+        lines.append(
+            f"{mode:<14}"
+            + "".join(f"{per[s]:>18.2f}" for s in (*STAGES, "total"))
+            + f"{r['ratio_to_' + reference]:>8.3f}{r['text_rollouts']:>15}{r['generated_tokens_mm']:>11}"
+            + f"{r['generated_tokens_text']:>13}  {same} ({sel['selected']} selected; max |d ace_norm| "
+            + f"{sel['max_abs_diff_rap_ace_norm']:.1e})"
+        )
+    return "\n".join(lines)
+
+
+def generate_call_cost(args: argparse.Namespace, repeats: int = 5) -> list[dict[str, float]]:
+    """Fastest of `repeats` text-only `generate` calls for 8 prompts at 1..M sequences each: a call's fixed cost
+    and its cost per sequence (why decisive waves save less time than tokens)."""
+    import numpy as np
+
+    from rap_hf import RAPConfig, RAPDataFilter
+    from rap_hf.demo.reference_model import reference_model_path
+    from rap_hf.demo.visual_arith import visual_arith
+    from rap_hf.scoring.rollouts import build_messages, completion_seed, generate_rollouts, render_prompt
+
+    flt = RAPDataFilter(str(args.model or reference_model_path()), config=RAPConfig())
+    rows = visual_arith("train", 8, seed=args.seed + 1)
+    prompts = [render_prompt(flt.processor, build_messages(r["prompt"], 0, with_images=False)) for r in rows]
+    out = []
+    for per_prompt in range(1, args.num_rollouts + 1):
+        seeds = [[completion_seed(0, i, "text", k) for k in range(per_prompt)] for i in range(len(prompts))]
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            generate_rollouts(
+                flt.model,
+                flt.processor,
+                prompts,
+                None,
+                seeds,
+                max_new_tokens=args.max_new_tokens,
+                temperature=1.0,
+                top_p=1.0,
+            )
+            times.append(time.perf_counter() - start)
+        out.append({"sequences": per_prompt * len(prompts), "ms": 1000 * min(times)})
+    slope, intercept = np.polyfit([o["sequences"] for o in out], [o["ms"] for o in out], 1)
+    print(
+        "text-only generate call, 8 prompts: "
+        + ", ".join(f"{o['sequences']} seq {o['ms']:.0f} ms" for o in out)
+    )
+    print(f"  fit: {intercept:.0f} ms per call + {slope:.1f} ms per sequence")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,7 +168,15 @@ def main() -> None:
         "--model", default=None, help="Model to score with (default: the shipped rap-tiny-vl)."
     )
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
+    parser.add_argument(
+        "--call-cost",
+        action="store_true",
+        help="Only time text-only generate calls of 1..M sequences per prompt.",
+    )
     args = parser.parse_args()
+    if args.call_cost:
+        generate_call_cost(args)
+        return
 
     import datasets
     import torch
@@ -138,24 +214,7 @@ def main() -> None:
             "selection_vs_" + reference: compare_selection(scored[reference], scored[mode]),
         }
 
-    print(
-        f"RAP scoring cost per sample, {args.rows} visual-arith train rows, reference model, "
-        f"{args.num_rollouts} rollouts per arm, <= {args.max_new_tokens} new tokens, batch {args.batch_size}, "
-        f"torch threads {torch.get_num_threads()}, modes interleaved over {args.chunks} chunks"
-    )
-    header = f"{'mode':<14}" + "".join(f"{s + ' ms':>16}" for s in (*STAGES, "total"))
-    print(header + f"{'ratio':>8}{'text rollouts':>15}{'tokens mm':>11}{'tokens text':>13}  same selection")
-    for mode, r in results["modes"].items():
-        per = r["ms_per_sample"]
-        sel = r["selection_vs_" + reference]
-        same = "yes" if sel["same_rap_stage"] and sel["same_rap_selected"] else "NO"
-        print(
-            f"{mode:<14}"
-            + "".join(f"{per[s]:>16.2f}" for s in (*STAGES, "total"))
-            + f"{r['ratio_to_' + reference]:>8.3f}{r['text_rollouts']:>15}{r['generated_tokens_mm']:>11}"
-            + f"{r['generated_tokens_text']:>13}  {same} ({sel['selected']} selected; max |d ace_norm| "
-            + f"{sel['max_abs_diff_rap_ace_norm']:.1e})"
-        )
+    print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
