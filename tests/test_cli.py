@@ -99,6 +99,20 @@ def test_score_parquet_file_and_max_rows(tiny_model_dir, tmp_path):
     assert len(datasets.load_from_disk(str(tmp_path / "s"))) == 2
 
 
+@pytest.mark.filterwarnings("ignore::rap_hf.scoring.alarms.DegenerateScoresWarning")
+def test_score_decisive_then_full_completes_the_run(tiny_model_dir, tmp_path, capsys):
+    tiny_synthetic(3).to_parquet(str(tmp_path / "data.parquet"))
+    args = ["score", "--model", str(tiny_model_dir), "--dataset", str(tmp_path / "data.parquet")]
+    args += ["--output", str(tmp_path / "s"), "--num_rollouts", "2", "--max_new_tokens", "4"]
+    assert main([*args, "--text_arm", "decisive"]) == 0
+    # the random tiny model solves nothing: acc_mm = 0 < lambda_c, so decisive ran no text-only rollout
+    assert datasets.load_from_disk(str(tmp_path / "s"))["rap_text_rollouts"] == [0.0] * 3
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "completed the decisive run: 6 text-only rollouts added to 3 rows" in capsys.readouterr().out
+    assert datasets.load_from_disk(str(tmp_path / "s"))["rap_text_rollouts"] == [2.0] * 3
+
+
 def test_score_errors_are_clear(tiny_model_dir, tmp_path, capsys):
     tiny_synthetic(2).save_to_disk(str(tmp_path / "d"))
     assert (

@@ -193,6 +193,11 @@ def main(args: ScoreArguments, config: RAPConfig) -> Path:
             print(f"{result.output_dir} is already scored with these settings ({meta.get('rows')} rows)")
         else:
             resumed = f", {meta['resumed_rows']} resumed from checkpoints" if meta["resumed_rows"] else ""
+            if "text_rollouts_added" in meta:
+                resumed += (
+                    f"; completed the decisive run: {meta['text_rollouts_added']} text-only rollouts added to "
+                    f"{meta['rows_completed']} rows"
+                )
             print(
                 f"scored {meta['rows']} rows in {meta['scoring_seconds']:.1f}s on {meta['num_processes']} "
                 f"process(es) ({meta['errors']} errors{resumed}) -> {result.output_dir}"
