@@ -64,7 +64,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
-from reproduction import EVAL_KINDS, ArmData, _machine, eval_dataset, evaluate_model, weak_model
+from reproduction import (
+    EVAL_KINDS,
+    ArmData,
+    _machine,
+    eval_dataset,
+    evaluate_model,
+    grpo_args,
+    weak_model,
+)
 
 logger = logging.getLogger("rap_hf")
 
@@ -730,32 +738,10 @@ def train_curve(
 
     Returns ``{"points": [...], "train_log": [...], "train_seconds", "eval_seconds"}``; the points lack step 0
     (the shared weak start)."""
-    import torch
-
-    from rap_hf import RAPGRPOConfig, RAPGRPOTrainer
+    from rap_hf import RAPGRPOTrainer
 
     batch = config.prompts_per_step * config.num_generations
-    args = RAPGRPOConfig(
-        output_dir=str(scratch / "trainer"),
-        max_steps=config.steps(),
-        per_device_train_batch_size=batch,
-        num_generations=config.num_generations,
-        max_completion_length=config.max_new_tokens,
-        temperature=config.temperature,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="constant",
-        beta=0.0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        gradient_checkpointing=False,
-        disable_tqdm=True,
-        rap_train_on=data.train_on,
-        rap_online=data.online,
-    )
+    args = grpo_args(config, data, seed, scratch / "trainer", config.steps())
     callback = make_eval_callback(
         config.eval_steps(), lambda folder: evaluate(folder, evaluation, config), scratch / "eval_model"
     )

@@ -205,20 +205,17 @@ def arm_data(arm: str, scored: datasets.Dataset, seed: int) -> ArmData:
     raise ValueError(f"unknown arm {arm!r}; arms are {ARMS}")
 
 
-def train_arm(
-    config: ReproduceConfig, model: Path, data: ArmData, seed: int, output_dir: Path
-) -> dict[str, Any]:
-    """GRPO on one arm's data; returns the training cost (wall-clock, steps, generated tokens)."""
+def grpo_args(config: Any, data: ArmData, seed: int, output_dir: Path, steps: int) -> Any:
+    """The `RAPGRPOConfig` every arm trains with (``config``: a `ReproduceConfig`, or anything with its
+    ``prompts_per_step``, ``num_generations``, ``max_new_tokens``, ``temperature`` and ``learning_rate``)."""
     import torch
 
-    from rap_hf import RAPGRPOConfig, RAPGRPOTrainer
+    from rap_hf import RAPGRPOConfig
 
-    steps = max(1, math.ceil(data.rows * config.epochs / config.prompts_per_step))
-    batch = config.prompts_per_step * config.num_generations
-    args = RAPGRPOConfig(
+    return RAPGRPOConfig(
         output_dir=str(output_dir),
         max_steps=steps,
-        per_device_train_batch_size=batch,
+        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
         num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens,
         temperature=config.temperature,
@@ -236,6 +233,17 @@ def train_arm(
         rap_train_on=data.train_on,
         rap_online=data.online,
     )
+
+
+def train_arm(
+    config: ReproduceConfig, model: Path, data: ArmData, seed: int, output_dir: Path
+) -> dict[str, Any]:
+    """GRPO on one arm's data; returns the training cost (wall-clock, steps, generated tokens)."""
+    from rap_hf import RAPGRPOTrainer
+
+    steps = max(1, math.ceil(data.rows * config.epochs / config.prompts_per_step))
+    batch = config.prompts_per_step * config.num_generations
+    args = grpo_args(config, data, seed, output_dir, steps)
     trainer = RAPGRPOTrainer(model=str(model), args=args, train_dataset=data.dataset)
     start = time.perf_counter()
     trainer.train()
