@@ -921,7 +921,37 @@ def collect_results(
             for arm, runs in curves.items()
         }
     results.setdefault("arms", {})
+    choice = choose_variant(results)
+    if choice is not None:
+        results["variant_choice"] = choice
     return results
+
+
+def choose_variant(results: dict[str, Any], metric: str = READOUT_METRICS[0]) -> dict[str, Any] | None:
+    """The variant chosen on the validation split, by a rule fixed before looking at any result.
+
+    Candidates: the optional arms (``ArmSpec.default=False``) with validation curves. Each seed's validation
+    curve is read on total compute (its scoring charge + training tokens) and scored by `area_under_curve`
+    on [0, F], F = full's end compute on the test split (every arm trains the same budget, so F is the same
+    window). The winner has the highest mean AUC over its seeds; ties go to the higher mean final accuracy, then
+    to the name. None without candidates or without full's test curves (no F).
+    """
+    reference = results.get("readouts", {}).get("full_reference")
+    candidates = [arm for arm in results.get("validation", {}) if not ARM_SPECS[arm].default]
+    if not candidates or reference is None:
+        return None
+    x_end = reference["generated_tokens"]["end"]
+    scores: dict[str, Any] = {}
+    for arm in candidates:
+        runs = list(results["validation"][arm]["seeds"].values())
+        charge = results["scoring"][arm]
+        scores[arm] = {
+            "seeds": len(runs),
+            "auc": _stats([area_under_curve(*total_curve(p, charge, metric), x_end) for p in runs]),
+            "final": _stats([sorted(p, key=lambda q: q["step"])[-1][metric] for p in runs]),
+        }
+    winner = max(candidates, key=lambda a: (scores[a]["auc"]["mean"], scores[a]["final"]["mean"], a))
+    return {"metric": metric, "x_end_tokens": x_end, "scores": scores, "winner": winner}
 
 
 def _mean_of(log: list[dict[str, Any]], key: str) -> float | None:
@@ -1076,6 +1106,20 @@ def markdown_table(results: dict[str, Any], split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
+def choice_table(choice: dict[str, Any]) -> str:
+    """The variant choice on the validation split (`choose_variant`) as Markdown."""
+    lines = [
+        f"Variant choice on the validation split ({choice['metric']}; AUC on [0, F], F = "
+        f"{choice['x_end_tokens']:.0f} tokens, full's end compute on the test split): **{choice['winner']}**.",
+        "",
+        "| variant | seeds | AUC on [0, F] | final |",
+        "|---|---:|---:|---:|",
+    ]
+    for arm, score in choice["scores"].items():
+        lines.append(f"| {arm} | {score['seeds']} | {_cell(score['auc'])} | {_cell(score['final'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def _steps(cfg: dict[str, Any]) -> int:
     if cfg["budget_steps"]:
         return cfg["budget_steps"]
@@ -1151,6 +1195,8 @@ def write_outputs(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
         paths["plot"] = plot_curves(results, output_dir / "compute_curves.png", "test")
     if results.get("validation"):
         tables.append(markdown_table(results, "validation"))
+        if results.get("variant_choice"):
+            tables.append(choice_table(results["variant_choice"]))
         paths["plot_validation"] = plot_curves(
             results, output_dir / "compute_curves_validation.png", "validation"
         )

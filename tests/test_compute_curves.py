@@ -442,3 +442,41 @@ def test_eval_callback_excludes_evaluation_time_and_keeps_the_rng(tmp_path):
     assert callback.eval_seconds >= 0.6
     assert callback.points[1]["seconds"] < 0.3  # the evaluations' 0.6 s are not training time
     assert model.training and not math.isnan(callback.points[0]["acc_visual_image"])
+
+
+def test_variant_choice_on_validation_by_auc_over_full_test_window():
+    def curve(values, tokens_per_step=100):
+        return [
+            {
+                "step": 10 * i,
+                "generated_tokens": tokens_per_step * i,
+                "seconds": float(i),
+                **dict.fromkeys(METRICS, v),
+            }
+            for i, v in enumerate(values)
+        ]
+
+    results = {
+        "readouts": {"full_reference": {"generated_tokens": {"end": 400.0}}},
+        "scoring": {
+            "rap_learnable": {"generated_tokens": 200, "seconds": 1.0},
+            "cde_passrate": {"generated_tokens": 0, "seconds": 0.0},
+            "rap": {"generated_tokens": 0, "seconds": 0.0},
+        },
+        "validation": {
+            # Higher at the end, but pays 200 tokens of scoring first: AUC (0.3*200 + trapezoids) / 400.
+            "rap_learnable": {"seeds": {"0": curve([0.3, 0.9, 0.9]), "1": curve([0.3, 0.9, 0.9])}},
+            "cde_passrate": {"seeds": {"0": curve([0.3, 0.6, 0.6, 0.6, 0.6])}},
+            "rap": {"seeds": {"0": curve([1.0, 1.0])}},  # a default arm: never a candidate
+        },
+    }
+    choice = curves.choose_variant(results)
+    assert set(choice["scores"]) == {"rap_learnable", "cde_passrate"}
+    learnable = (0.3 * 200 + (0.3 + 0.9) / 2 * 100 + 0.9 * 100) / 400
+    passrate = ((0.3 + 0.6) / 2 * 100 + 0.6 * 300) / 400
+    assert choice["scores"]["rap_learnable"]["auc"]["mean"] == pytest.approx(learnable)
+    assert choice["scores"]["cde_passrate"]["auc"]["mean"] == pytest.approx(passrate)
+    assert passrate > learnable and choice["winner"] == "cde_passrate"  # the scoring head start costs it
+    assert "**" + choice["winner"] + "**" in curves.choice_table(choice)
+    del results["readouts"]
+    assert curves.choose_variant(results) is None  # no full test curves: no window
