@@ -153,6 +153,57 @@ def generate_call_cost(args: argparse.Namespace, repeats: int = 5) -> list[dict[
     return out
 
 
+def simulate_waves(batch_size: int = 8, num_rollouts: int = 5, lambda_c: float = 0.5) -> dict[str, Any]:
+    """Generate calls and text-only rollouts of three wave policies on the explorer's shipped scores (full
+    scoring of 200 visual-arith test rows by the reference model, with every rollout's completion): a full run,
+    decisive waves until settled, and decisive in at most two waves (what `ScoringEngine.generate_decisive`
+    does). Rollout k of a row is seeded alike in every mode, so the stored full completions tell what each
+    policy would have generated."""
+    import datasets
+
+    from rap_hf.explorer.assets import explorer_asset_path
+    from rap_hf.rewards import accuracy_reward
+    from rap_hf.scoring.decisive import next_wave_size
+
+    scored = datasets.Dataset.from_parquet(str(explorer_asset_path()))
+    rows = []
+    for row in scored.select_columns(["solution", "rap_completions_mm", "rap_completions_text"]):
+        rewards = {}
+        for arm in ("mm", "text"):
+            completions = row[f"rap_completions_{arm}"]
+            rewards[arm] = [
+                float(r) for r in accuracy_reward(completions, [row["solution"]] * len(completions))
+            ]
+        rows.append(rewards)
+    result = {
+        "rows": len(rows),
+        "full": {"calls": -(-len(rows) // batch_size), "rollouts": len(rows) * num_rollouts},
+    }
+    for policy in ("until_settled", "two_waves"):
+        calls = rollouts = 0
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            done = [0] * len(batch)
+            wave = 0
+            while True:
+                need = []
+                for i, r in enumerate(batch):
+                    n = next_wave_size(r["mm"], r["text"][: done[i]], num_rollouts, lambda_c)
+                    need.append(num_rollouts - done[i] if n and policy == "two_waves" and wave else n)
+                if not any(need):
+                    break
+                calls, rollouts, wave = calls + 1, rollouts + sum(need), wave + 1
+                done = [d + n for d, n in zip(done, need, strict=True)]
+        result[policy] = {"calls": calls, "rollouts": rollouts}
+    print(
+        f"text-only arm on {result['rows']} rows, batches of {batch_size}: "
+        + ", ".join(
+            f"{k} {v['rollouts']} rollouts in {v['calls']} calls" for k, v in result.items() if k != "rows"
+        )
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,11 +222,13 @@ def main() -> None:
     parser.add_argument(
         "--call-cost",
         action="store_true",
-        help="Only time text-only generate calls of 1..M sequences per prompt.",
+        help="Only time text-only generate calls of 1..M sequences per prompt, and count the generate calls of "
+        "decisive wave policies on the explorer's shipped scores.",
     )
     args = parser.parse_args()
     if args.call_cost:
         generate_call_cost(args)
+        simulate_waves(args.batch_size, args.num_rollouts)
         return
 
     import datasets
