@@ -17,9 +17,10 @@ import time
 
 
 def score(mode: str, data, args) -> tuple[dict, dict]:
+    from cost import stage_seconds
+
     from rap_hf import RAPConfig, RAPDataFilter
     from rap_hf.demo.reference_model import reference_model_path
-    from rap_hf.scoring.rollouts import ARM_MM, ARM_TEXT
 
     config = RAPConfig(
         num_rollouts=args.num_rollouts,
@@ -31,15 +32,7 @@ def score(mode: str, data, args) -> tuple[dict, dict]:
     start = time.perf_counter()
     scored = flt.score(data, desc=f"ace_capture={mode}")
     total = time.perf_counter() - start
-    stats = flt.stats
-    stages = {
-        "mm_rollouts": stats.seconds_generation_by_arm.get(ARM_MM, 0.0),
-        "text_rollouts": stats.seconds_generation_by_arm.get(ARM_TEXT, 0.0),
-        "ace_pass": stats.seconds_attention,
-        "rewards": stats.seconds_rewards,
-    }
-    stages["other"] = max(total - sum(stages.values()), 0.0)
-    stages["total"] = total
+    stages = stage_seconds(flt.stats, total)
     ms = {name: 1000 * value / len(data) for name, value in stages.items()}
     return ms, {c: scored[c] for c in ("rap_ace", "rap_ace_norm", "rap_completions_mm", "rap_error")}
 

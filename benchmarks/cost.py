@@ -34,6 +34,22 @@ MODES: dict[str, dict[str, str]] = {
 STAGES = ("mm_rollouts", "text_rollouts", "ace_pass", "rewards", "other")
 
 
+def stage_seconds(stats: Any, total: float) -> dict[str, float]:
+    """Seconds of each scoring stage (`STAGES`) and the total, from a filter's `ScoringStats` and its wall time;
+    "other" is what the stages do not account for."""
+    from rap_hf.scoring.rollouts import ARM_MM, ARM_TEXT
+
+    seconds = {
+        "mm_rollouts": stats.seconds_generation_by_arm.get(ARM_MM, 0.0),
+        "text_rollouts": stats.seconds_generation_by_arm.get(ARM_TEXT, 0.0),
+        "ace_pass": stats.seconds_attention,
+        "rewards": stats.seconds_rewards,
+    }
+    seconds["other"] = max(total - sum(seconds.values()), 0.0)
+    seconds["total"] = total
+    return seconds
+
+
 def score_chunk(data: Any, mode: str, index_offset: int, args: argparse.Namespace) -> tuple[Any, dict]:
     """Score one chunk in one mode; the chunk's rows keep their global seeds (``index_offset``)."""
     from rap_hf import RAPConfig, RAPDataFilter
@@ -51,14 +67,7 @@ def score_chunk(data: Any, mode: str, index_offset: int, args: argparse.Namespac
     scored = flt.score(data, index_offset=index_offset, desc=f"{mode}: rows {index_offset}+")
     total = time.perf_counter() - start
     stats = flt.stats
-    seconds = {
-        "mm_rollouts": stats.seconds_generation_by_arm.get(ARM_MM, 0.0),
-        "text_rollouts": stats.seconds_generation_by_arm.get(ARM_TEXT, 0.0),
-        "ace_pass": stats.seconds_attention,
-        "rewards": stats.seconds_rewards,
-    }
-    seconds["other"] = max(total - sum(seconds.values()), 0.0)
-    seconds["total"] = total
+    seconds = stage_seconds(stats, total)
     tokens = {f"tokens_{arm}": stats.generated_tokens_by_arm.get(arm, 0) for arm in (ARM_MM, ARM_TEXT)}
     return scored, {**seconds, **tokens, "errors": stats.errors}
 
