@@ -171,6 +171,9 @@ def main(script_args: RAPScriptArguments, training_args: RAPGRPOConfig, model_ar
     )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    # Every process reaches the teardown together: a process that destroys its process group (and exits) while
+    # another still saves under ZeRO-3 was seen to abort ("terminate called without an active exception", CI).
+    trainer.accelerator.wait_for_everyone()
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
         trainer.end()
     return trainer
