@@ -49,6 +49,27 @@ def test_rows_do_not_depend_on_batch_neighbours():
         assert torch.equal(alone[0], batch[row])
 
 
+def test_noise_is_each_rows_own_seeded_stream():
+    # The definition every stored score depends on: row r at decoding step s adds -log(-log(u)), u drawn from a
+    # fresh CPU generator seeded with _step_seed(seed_r, s) and clamped; the batched sampler must stay exactly it.
+    from rap_hf.scoring.rollouts import _step_seed
+
+    seeds = [completion_seed(3, i, "mm", k) for i in range(4) for k in range(3)]
+    logits = torch.randn(12, 700) * 3
+    for temperature, top_p in ((1.0, 1.0), (0.7, 0.9)):
+        out = SeededGumbelSampler(seeds, prompt_length=4, temperature=temperature, top_p=top_p)(
+            torch.zeros(12, 10, dtype=torch.long), logits.clone()
+        )
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        for row, seed in enumerate(seeds):
+            generator = torch.Generator().manual_seed(_step_seed(seed, 6))
+            uniform = torch.rand(700, generator=generator).clamp_(1e-10, 1.0 - 1e-7)
+            expected = logp[row] + -torch.log(-torch.log(uniform))
+            kept = torch.isfinite(out[row])
+            assert torch.equal(out[row][kept], expected[kept])
+            assert kept.all() if top_p == 1.0 else 0 < kept.sum() < 700
+
+
 def test_steps_and_arms_get_different_noise():
     seed = completion_seed(0, 0, "mm", 0)
     assert seed != completion_seed(0, 0, "text", 0) != completion_seed(0, 1, "mm", 0)
