@@ -140,11 +140,16 @@ def test_engine_generation_mode_equals_second_pass(tiny_filter_factory):
     assert all(e is None for e in captured["rap_error"])
 
 
-def test_shared_prefill_gives_the_same_completions(loaded):
-    """Prefill once per row and expand the cache (opt-in): same completions, same captured rows."""
+@pytest.mark.parametrize("arm", ["mm", "text"])
+def test_shared_prefill_gives_the_same_completions(loaded, arm):
+    """Prefill once per row and expand the cache (opt-in), in either arm and with a different number of
+    completions per row (a decisive wave): same completions, same captured rows."""
     _, model, processor = loaded
     prompts, images = _rows(processor, 4)
-    seeds = [[completion_seed(0, i, "mm", k) for k in range(3)] for i in range(4)]
+    if arm == "text":
+        prompts = [render_prompt(processor, build_messages(q, 1, with_images=False)) for q in QUESTIONS[:4]]
+        images = None
+    seeds = [[completion_seed(0, i, arm, k) for k in range(n)] for i, n in enumerate((3, 1, 2, 3))]
     kwargs = {"max_new_tokens": MAX_NEW_TOKENS, "temperature": 1.0, "top_p": 1.0, "capture_attention": True}
     repeated = generate_rollouts(model, processor, prompts, images, seeds, **kwargs)
     shared = generate_rollouts(model, processor, prompts, images, seeds, shared_prefill=True, **kwargs)
@@ -155,7 +160,7 @@ def test_shared_prefill_gives_the_same_completions(loaded):
 
 
 def test_engine_shared_prefill_option(tiny_filter_factory, monkeypatch):
-    """`prefill="shared"` reaches generation (multimodal arm) with the same completions, and is fingerprinted."""
+    """`prefill="shared"` reaches generation (both arms) with the same completions, and is fingerprinted."""
     from rap_hf import RAPConfig
     from rap_hf.demo.data import tiny_synthetic
 
@@ -168,12 +173,12 @@ def test_engine_shared_prefill_option(tiny_filter_factory, monkeypatch):
     original = rollouts._prefill_once
 
     def spy(*args, **kwargs):
-        calls.append(len(args[2]))
+        calls.append((len(args[2]), args[3] is not None))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(rollouts, "_prefill_once", spy)
     shared = flt.score(data)
-    assert calls == [3]  # once, for the multimodal arm of the batch's three rows
+    assert calls == [(3, True), (3, False)]  # once per arm for the batch's three rows: images, then none
     assert shared["rap_completions_mm"] == reference["rap_completions_mm"]
     assert shared["rap_completions_text"] == reference["rap_completions_text"]
     assert "prefill" not in RAPConfig().scoring().fingerprint_values()
