@@ -10,13 +10,15 @@ whether the selection at the default thresholds (`RAPConfig()`) is the same as t
 Modes (`--modes`, the first is the reference the ratios are taken against):
 
 - ``today``: ``text_arm="full"``, ``ace_capture="second_pass"``, ``prefill="per_rollout"`` (the defaults);
-- ``cheap``: ``text_arm="decisive"`` + ``ace_capture="generation"`` (issue 17's goal: <= 0.6x of ``today``);
-- ``cheap_prefill``: ``cheap`` + ``prefill="shared"``.
+- ``cheap``: ``text_arm="decisive"`` (two waves) + ``ace_capture="generation"``;
+- ``cheap_prefill``: ``cheap`` + ``prefill="shared"`` (both arms);
+- ``cheap_1wave``: ``cheap_prefill`` with ``decisive_waves=1`` (the text-only arm in one call per batch; the
+  default wave count): the cheapest, and issue 17's goal (<= 0.6x of ``today``).
 
 The machine is noisy (2 shared cores), so the modes take turns on chunks of the rows (``--chunks``) and each
 mode's stage times are summed over its chunks: a slow minute hits every mode alike.
 
-    python benchmarks/cost.py [--rows 1000] [--modes today cheap cheap_prefill] [--chunks 4] [--json F]
+    python benchmarks/cost.py [--rows 1000] [--batch-size 8] [--modes today cheap_1wave] [--chunks 4] [--json F]
 """
 
 from __future__ import annotations
@@ -26,10 +28,26 @@ import json
 import time
 from typing import Any
 
-MODES: dict[str, dict[str, str]] = {
+MODES: dict[str, dict[str, Any]] = {
     "today": {"text_arm": "full", "ace_capture": "second_pass", "prefill": "per_rollout"},
-    "cheap": {"text_arm": "decisive", "ace_capture": "generation", "prefill": "per_rollout"},
-    "cheap_prefill": {"text_arm": "decisive", "ace_capture": "generation", "prefill": "shared"},
+    "cheap": {
+        "text_arm": "decisive",
+        "ace_capture": "generation",
+        "prefill": "per_rollout",
+        "decisive_waves": 2,
+    },
+    "cheap_prefill": {
+        "text_arm": "decisive",
+        "ace_capture": "generation",
+        "prefill": "shared",
+        "decisive_waves": 2,
+    },
+    "cheap_1wave": {
+        "text_arm": "decisive",
+        "ace_capture": "generation",
+        "prefill": "shared",
+        "decisive_waves": 1,
+    },
 }
 STAGES = ("mm_rollouts", "text_rollouts", "ace_pass", "rewards", "other")
 
@@ -163,11 +181,11 @@ def generate_call_cost(args: argparse.Namespace, repeats: int = 5) -> list[dict[
 
 
 def simulate_waves(batch_size: int = 8, num_rollouts: int = 5, lambda_c: float = 0.5) -> dict[str, Any]:
-    """Generate calls and text-only rollouts of three wave policies on the explorer's shipped scores (full
+    """Generate calls and text-only rollouts of four wave policies on the explorer's shipped scores (full
     scoring of 200 visual-arith test rows by the reference model, with every rollout's completion): a full run,
-    decisive waves until settled, and decisive in at most two waves (what `ScoringEngine.generate_decisive`
-    does). Rollout k of a row is seeded alike in every mode, so the stored full completions tell what each
-    policy would have generated."""
+    decisive waves until settled, decisive in at most two waves and in one wave (`decisive_waves=2` and `1`
+    in `ScoringEngine.generate_decisive`). Rollout k of a row is seeded alike in every mode, so the stored full
+    completions tell what each policy would have generated."""
     import datasets
 
     from rap_hf.explorer.assets import explorer_asset_path
@@ -188,7 +206,7 @@ def simulate_waves(batch_size: int = 8, num_rollouts: int = 5, lambda_c: float =
         "rows": len(rows),
         "full": {"calls": -(-len(rows) // batch_size), "rollouts": len(rows) * num_rollouts},
     }
-    for policy in ("until_settled", "two_waves"):
+    for policy in ("until_settled", "two_waves", "one_wave"):
         calls = rollouts = 0
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
@@ -198,7 +216,8 @@ def simulate_waves(batch_size: int = 8, num_rollouts: int = 5, lambda_c: float =
                 need = []
                 for i, r in enumerate(batch):
                     n = next_wave_size(r["mm"], r["text"][: done[i]], num_rollouts, lambda_c)
-                    need.append(num_rollouts - done[i] if n and policy == "two_waves" and wave else n)
+                    last = policy == "one_wave" or (policy == "two_waves" and wave)
+                    need.append(num_rollouts - done[i] if n and last else n)
                 if not any(need):
                     break
                 calls, rollouts, wave = calls + 1, rollouts + sum(need), wave + 1

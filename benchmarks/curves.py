@@ -304,6 +304,13 @@ class CurvesConfig:
     ace_capture: Literal["generation", "second_pass"] = field(
         default="generation", metadata={"help": "RAP scoring's ace_capture (both pools)."}
     )
+    decisive_waves: int = field(
+        default=2,
+        metadata={
+            "help": "RAP scoring's decisive_waves for the cheap pool. 2 (not the library's default, 1): the fewest "
+            "text-only tokens, so RAP's charge on the token axis is its lowest; the published curves used it."
+        },
+    )
     budget_ratio: float = field(
         default=0.25, metadata={"help": "rap_budget's RAPConfig.target_ratio: this fraction of the pool."}
     )
@@ -524,6 +531,7 @@ def score_pool(config: CurvesConfig, model: Path, text_arm: str) -> tuple[datase
         seed=0,
         text_arm=text_arm,
         ace_capture=config.ace_capture,
+        decisive_waves=config.decisive_waves,
     )
     key = json.dumps(
         [

@@ -125,6 +125,16 @@ class RAPScoringConfig(_ConfigBase):
             "scoring is given a whole RAPConfig, else 0.5 (the paper's). Ignored when text_arm='full'."
         },
     )
+    decisive_waves: int = field(
+        default=1,
+        metadata={
+            "help": "Text-only generate calls per batch in decisive mode. 1 (default): all M at once for every row "
+            "with rap_acc_mm >= the threshold, none for the others (exact scores wherever the text arm ran). 2: "
+            "first the fewest rollouts that could settle each row's decision, then the rest of M for rows still "
+            "unsettled: fewer rollouts, one more call per batch, which on the reference model costs more than it "
+            "saves (docs/scoring.md#cheaper-scoring). Ignored when text_arm='full'."
+        },
+    )
 
     # ---- ACE (scoring) ----
     sigma: float = field(
@@ -155,9 +165,9 @@ class RAPScoringConfig(_ConfigBase):
     prefill: Literal["per_rollout", "shared"] = field(
         default="per_rollout",
         metadata={
-            "help": "How the multimodal rollouts' prompts are encoded. 'per_rollout' (default, the reference): "
-            "each of a row's M sequences encodes the image and prefills the prompt itself. 'shared': once per "
-            "row, the KV cache expanded to the M rollouts (docs/scoring.md#cheaper-scoring). The prefill then "
+            "help": "How the rollouts' prompts are encoded. 'per_rollout' (default, the reference): each of a "
+            "row's sequences encodes its images and prefills the prompt itself. 'shared': once per row and arm, "
+            "the KV cache expanded to the row's rollouts (docs/scoring.md#cheaper-scoring). The prefill then "
             "runs at another batch shape, so logits can differ at float-rounding level and a rare sampled "
             "token can flip; the mode is part of the fingerprint."
         },
@@ -204,6 +214,8 @@ class RAPScoringConfig(_ConfigBase):
             errors.append(f"max_image_pixels must be >= 1, got {self.max_image_pixels!r}")
         if self.text_arm not in ("full", "decisive"):
             errors.append(f"text_arm must be 'full' or 'decisive', got {self.text_arm!r}")
+        if self.decisive_waves not in (1, 2):
+            errors.append(f"decisive_waves must be 1 or 2, got {self.decisive_waves!r}")
         if self.decisive_lambda_c is not None and not -1 <= self.decisive_lambda_c <= 1:
             errors.append(f"decisive_lambda_c must be in [-1, 1], got {self.decisive_lambda_c!r}")
         return errors
@@ -229,8 +241,9 @@ class RAPScoringConfig(_ConfigBase):
     def fingerprint_values(self) -> dict[str, Any]:
         """The fields scores depend on (all but `LAYOUT_FIELDS`), for fingerprints.
 
-        `text_arm` and `decisive_lambda_c` (resolved) appear only in decisive mode, so a full run keeps the
-        fingerprint it had before these fields existed; likewise `ace_capture` appears only when it is not
+        `text_arm` and `decisive_lambda_c` (resolved) appear only in decisive mode, and `decisive_waves` only
+        there when it is 1, so full runs and two-wave decisive runs (the only decisive mode before the option
+        existed) keep the fingerprints they had; likewise `ace_capture` appears only when it is not
         "second_pass" (in-generation ACE differs from the second pass at float tolerance, so it must not resume
         a second-pass run), and `prefill` only when it is "shared"."""
         values = {
@@ -244,9 +257,11 @@ class RAPScoringConfig(_ConfigBase):
         if self.prefill == "per_rollout":
             del values["prefill"]  # likewise: the reference prefill
         if self.text_arm == "full":
-            del values["text_arm"], values["decisive_lambda_c"]
+            del values["text_arm"], values["decisive_lambda_c"], values["decisive_waves"]
         else:
             values["decisive_lambda_c"] = self.decisive_threshold()
+            if self.decisive_waves == 2:
+                del values["decisive_waves"]  # the two-wave runs from before the option existed
         return values
 
 

@@ -87,6 +87,22 @@ def test_config_fingerprint_and_threshold():
         RAPScoringConfig(text_arm="half")
 
 
+def test_decisive_waves_option_fingerprint_and_completion():
+    from rap_hf.scoring.completion import completes
+
+    two = RAPScoringConfig(text_arm="decisive", decisive_waves=2).fingerprint_values()
+    assert "decisive_waves" not in two  # the two-wave runs from before the option keep their fingerprint
+    assert "decisive_waves" not in RAPScoringConfig().fingerprint_values()  # full: ignored
+    one = RAPScoringConfig(text_arm="decisive").fingerprint_values()
+    assert one["decisive_waves"] == 1  # the default
+    with pytest.raises(RAPUserError, match="decisive_waves"):
+        RAPScoringConfig(text_arm="decisive", decisive_waves=3)
+    # A full run completes a one-wave decisive run with otherwise equal settings, and nothing else.
+    full = {"model": "m", "rap_config": RAPScoringConfig().fingerprint_values()}
+    assert completes({"model": "m", "rap_config": one}, full)
+    assert not completes({"model": "m", "rap_config": {**one, "seed": 1}}, full)
+
+
 # ------------------------------------------------------------------------------------------------ selection
 
 
@@ -148,12 +164,14 @@ def reference_runs():
     common = {"num_rollouts": 5, "max_new_tokens": 48, "compute_ace": False}
     path = str(reference_model_path())
     runs = {}
-    for name, batch_size, text_arm in (
-        ("full", 4, "full"),
-        ("decisive", 4, "decisive"),
-        ("decisive_b1", 1, "decisive"),
+    for name, batch_size, text_arm, waves in (
+        ("full", 4, "full", 2),
+        ("decisive", 4, "decisive", 2),
+        ("decisive_b1", 1, "decisive", 2),
+        ("one_wave", 4, "decisive", 1),
+        ("one_wave_b1", 1, "decisive", 1),
     ):
-        config = RAPConfig(batch_size=batch_size, text_arm=text_arm, **common)
+        config = RAPConfig(batch_size=batch_size, text_arm=text_arm, decisive_waves=waves, **common)
         runs[name] = RAPDataFilter(path, config=config).score(data)
     return runs
 
@@ -183,12 +201,35 @@ def test_reference_model_same_selection_and_prefix(reference_runs):
 
 
 @needs_model
-def test_reference_model_decisive_batch_size_independent(reference_runs):
-    b4, b1 = reference_runs["decisive"], reference_runs["decisive_b1"]
+@pytest.mark.parametrize("mode", ["decisive", "one_wave"])
+def test_reference_model_decisive_batch_size_independent(reference_runs, mode):
+    b4, b1 = reference_runs[mode], reference_runs[f"{mode}_b1"]
     a, b = b4.to_pandas(), b1.to_pandas()
     for name in a.columns:
         if name.startswith("rap_"):
             assert a[name].equals(b[name]), name
+
+
+@needs_model
+def test_reference_model_one_wave_is_exact_where_it_runs(reference_runs):
+    """decisive_waves=1: every row with acc_mm >= lambda_c gets all M text-only rollouts (the full run's
+    values), the others none; the selection is the full run's."""
+    full, one = reference_runs["full"].to_pandas(), reference_runs["one_wave"].to_pandas()
+    ran = one["rap_acc_mm"] >= 0.5
+    assert ran.any() and (~ran).any()
+    assert (one.loc[ran, "rap_text_rollouts"] == 5).all() and (one.loc[~ran, "rap_text_rollouts"] == 0).all()
+    assert (one.loc[ran, "rap_cde_bound"] == 0).all() and (one.loc[~ran, "rap_cde_bound"] == -1).all()
+    for name in ("rap_acc_text", "rap_cde"):
+        assert one.loc[ran, name].equals(full.loc[ran, name]), name
+    one_texts, full_texts = (reference_runs[k]["rap_completions_text"] for k in ("one_wave", "full"))
+    for mine, whole, run in zip(one_texts, full_texts, ran, strict=True):
+        assert mine == (whole if run else [])
+    a = select_cognitive_samples(reference_runs["full"], RAPConfig())
+    b = select_cognitive_samples(reference_runs["one_wave"], RAPConfig())
+    assert a["rap_stage"] == b["rap_stage"] and a["rap_selected"] == b["rap_selected"]
+    # one call per batch, so more rollouts than two waves but fewer than a full run
+    counts = [sum(reference_runs[k]["rap_text_rollouts"]) for k in ("decisive", "one_wave", "full")]
+    assert counts[0] <= counts[1] < counts[2]
 
 
 # ------------------------------------------------------------------------------------------------ completion
@@ -215,7 +256,10 @@ def completion_runs(tmp_path_factory):
     data = visual_arith("test", num_rows=8)
     common = {"num_rollouts": 5, "max_new_tokens": 48, "batch_size": 4}
     path = str(reference_model_path())
-    decisive = score_to_disk(path, data, root / "out", RAPConfig(text_arm="decisive", **common))
+    # Two waves: partial rows that ran some text-only rollouts (one wave leaves only rows that ran none).
+    decisive = score_to_disk(
+        path, data, root / "out", RAPConfig(text_arm="decisive", decisive_waves=2, **common)
+    )
     shutil.copytree(root / "out", root / "decisive_copy")
     completed = score_to_disk(path, data, root / "out", RAPConfig(**common))
     full = score_to_disk(path, data, root / "full", RAPConfig(**{**common, "batch_size": 3}))

@@ -52,7 +52,7 @@ PRIOR_COLUMNS = (
 )
 SOURCE_FILE = "source.json"
 # Scoring settings that may differ between the decisive run and its completion (everything else must match).
-_MODE_FIELDS = ("text_arm", "decisive_lambda_c")
+_MODE_FIELDS = ("text_arm", "decisive_lambda_c", "decisive_waves")
 
 
 def _without_mode(inputs: dict[str, Any]) -> dict[str, Any]:

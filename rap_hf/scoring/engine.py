@@ -252,11 +252,12 @@ class ScoringEngine:
 
     def generate_decisive(self, rows: list[ScoringRow]) -> None:
         """Decisive mode (``text_arm="decisive"``, docs/scoring.md#decisive-scoring): every multimodal rollout,
-        then the text-only arm in at most two waves: first each row with ``acc_mm >= lambda_c`` gets the fewest
-        rollouts that could settle its CDE decision (`rap_hf.scoring.decisive.next_wave_size`), then every row
-        still unsettled gets the rest of its M. Two waves, not as many as it takes: each wave is one more
-        ``generate`` call, whose fixed cost outweighs a few sequences saved (benchmarks/cost.py). Rollout k of
-        a row is seeded as in a full run, so its text-only completions are a prefix of the full run's."""
+        then the text-only arm. With ``decisive_waves=1`` each row whose decision is not settled yet (``acc_mm
+        >= lambda_c``) gets all M at once. With 2, it first gets the fewest rollouts that could settle its CDE
+        decision (`rap_hf.scoring.decisive.next_wave_size`), then, if still unsettled, the rest of its M. Never
+        more waves: each is one more ``generate`` call, whose fixed cost outweighs the sequences it saves
+        (benchmarks/cost.py). Either way a row's rollouts do not depend on its batch, and rollout k of a row is
+        seeded as in a full run, so its text-only completions are a prefix of the full run's."""
         if self.lockstep is not None:
             raise RuntimeError(
                 "text_arm='decisive' is not supported under ZeRO-3 lock-step scoring (processes would make "
@@ -268,7 +269,7 @@ class ScoringEngine:
         num_rollouts, lambda_c = self.config.num_rollouts, self.config.decisive_threshold()
         for row in rows:
             row.completions[ARM_TEXT], row.completion_ids[ARM_TEXT], row.rewards[ARM_TEXT] = [], [], []
-        for last_wave in (False, True):
+        for last_wave in (False, True) if self.config.decisive_waves == 2 else (True,):
             wave, indices = [], []
             for row in rows:
                 if row.error is not None:
@@ -367,7 +368,7 @@ class ScoringEngine:
             synced_gpus=synced_gpus,
             capture_attention=self.captures_ace_in_generation(arm),
             # Opt-in; not under ZeRO-3 lock-step, whose filler generations mirror the per-rollout call.
-            shared_prefill=arm == ARM_MM and cfg.prefill == "shared" and self.lockstep is None,
+            shared_prefill=cfg.prefill == "shared" and self.lockstep is None,
         )
         self.stats.generated_tokens += rollouts.num_generated_tokens
         by_arm = self.stats.generated_tokens_by_arm
