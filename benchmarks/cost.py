@@ -13,7 +13,7 @@ Modes (`--modes`, the first is the reference the ratios are taken against):
 - ``cheap``: ``text_arm="decisive"`` (two waves) + ``ace_capture="generation"``;
 - ``cheap_prefill``: ``cheap`` + ``prefill="shared"`` (both arms);
 - ``cheap_1wave``: ``cheap_prefill`` with ``decisive_waves=1`` (the text-only arm in one call per batch; the
-  default wave count): the cheapest, and issue 17's goal (<= 0.6x of ``today``).
+  default wave count): the recommended cheap settings, which issue 17's goal (<= 0.6x of ``today``) is about.
 
 The machine is noisy (2 shared cores), so the modes take turns on chunks of the rows (``--chunks``) and each
 mode's stage times are summed over its chunks: a slow minute hits every mode alike.
