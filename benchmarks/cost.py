@@ -24,30 +24,18 @@ mode's stage times are summed over its chunks: a slow minute hits every mode ali
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from typing import Any
 
+_DEFAULTS = {"text_arm": "full", "ace_capture": "second_pass", "prefill": "per_rollout"}
+_DECISIVE = {"text_arm": "decisive", "ace_capture": "generation"}
 MODES: dict[str, dict[str, Any]] = {
-    "today": {"text_arm": "full", "ace_capture": "second_pass", "prefill": "per_rollout"},
-    "cheap": {
-        "text_arm": "decisive",
-        "ace_capture": "generation",
-        "prefill": "per_rollout",
-        "decisive_waves": 2,
-    },
-    "cheap_prefill": {
-        "text_arm": "decisive",
-        "ace_capture": "generation",
-        "prefill": "shared",
-        "decisive_waves": 2,
-    },
-    "cheap_1wave": {
-        "text_arm": "decisive",
-        "ace_capture": "generation",
-        "prefill": "shared",
-        "decisive_waves": 1,
-    },
+    "today": _DEFAULTS,
+    "cheap": {**_DECISIVE, "prefill": "per_rollout", "decisive_waves": 2},
+    "cheap_prefill": {**_DECISIVE, "prefill": "shared", "decisive_waves": 2},
+    "cheap_1wave": {**_DECISIVE, "prefill": "shared", "decisive_waves": 1},
 }
 STAGES = ("mm_rollouts", "text_rollouts", "ace_pass", "rewards", "other")
 
@@ -190,7 +178,7 @@ def simulate_waves(batch_size: int = 8, num_rollouts: int = 5, lambda_c: float =
 
     from rap_hf.explorer.assets import explorer_asset_path
     from rap_hf.rewards import accuracy_reward
-    from rap_hf.scoring.decisive import next_wave_size
+    from rap_hf.scoring.decisive import wave_plan, wave_size
 
     scored = datasets.Dataset.from_parquet(str(explorer_asset_path()))
     rows = []
@@ -206,21 +194,25 @@ def simulate_waves(batch_size: int = 8, num_rollouts: int = 5, lambda_c: float =
         "rows": len(rows),
         "full": {"calls": -(-len(rows) // batch_size), "rollouts": len(rows) * num_rollouts},
     }
-    for policy in ("until_settled", "two_waves", "one_wave"):
+    # The engine's own rule per wave (`wave_plan`, `wave_size`); "until settled" is a first wave, again and again.
+    plans = {
+        "until_settled": lambda: itertools.repeat(False),
+        "two_waves": lambda: wave_plan(2),
+        "one_wave": lambda: wave_plan(1),
+    }
+    for policy, plan in plans.items():
         calls = rollouts = 0
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             done = [0] * len(batch)
-            wave = 0
-            while True:
-                need = []
-                for i, r in enumerate(batch):
-                    n = next_wave_size(r["mm"], r["text"][: done[i]], num_rollouts, lambda_c)
-                    last = policy == "one_wave" or (policy == "two_waves" and wave)
-                    need.append(num_rollouts - done[i] if n and last else n)
+            for last_wave in plan():
+                need = [
+                    wave_size(r["mm"], r["text"][:d], num_rollouts, lambda_c, last_wave)
+                    for r, d in zip(batch, done, strict=True)
+                ]
                 if not any(need):
                     break
-                calls, rollouts, wave = calls + 1, rollouts + sum(need), wave + 1
+                calls, rollouts = calls + 1, rollouts + sum(need)
                 done = [d + n for d, n in zip(done, need, strict=True)]
         result[policy] = {"calls": calls, "rollouts": rollouts}
     print(

@@ -10,7 +10,15 @@ from rap_hf import RAPConfig, select_cognitive_samples
 from rap_hf.config import RAPScoringConfig
 from rap_hf.demo.reference_model import reference_model_available, reference_model_path
 from rap_hf.errors import RAPUserError
-from rap_hf.scoring.decisive import KEEP, REJECT, decisive_scores, next_wave_size, settled_decision
+from rap_hf.scoring.decisive import (
+    KEEP,
+    REJECT,
+    decisive_scores,
+    next_wave_size,
+    settled_decision,
+    wave_plan,
+    wave_size,
+)
 
 needs_model = pytest.mark.skipif(
     not reference_model_available(), reason="reference model not shipped in this checkout"
@@ -27,6 +35,11 @@ def test_issue_example_acc_mm_1_five_rollouts():
     assert settled_decision(mm, [1.0, 1.0, 1.0], 5, 0.5) == REJECT  # CDE <= 1 - 3/5
     assert settled_decision(mm, [0.0, 1.0], 5, 0.5) is None
     assert next_wave_size(mm, [0.0, 1.0], 5, 0.5) == 2  # two more failures would keep it
+    # per wave: the fewest that could settle it, or the rest of M in the last wave; nothing once settled
+    assert wave_size(mm, [0.0, 1.0], 5, 0.5, last_wave=False) == 2
+    assert wave_size(mm, [0.0, 1.0], 5, 0.5, last_wave=True) == 3
+    assert wave_size(mm, [0.0, 0.0, 0.0], 5, 0.5, last_wave=True) == 0
+    assert wave_plan(1) == (True,) and wave_plan(2) == (False, True)
 
 
 def test_rows_below_lambda_c_need_no_text_rollout():

@@ -70,6 +70,24 @@ def next_wave_size(
     return remaining
 
 
+def wave_plan(decisive_waves: int) -> tuple[bool, ...]:
+    """The text-only waves of decisive scoring, each flagged True when it is the last (`decisive_waves` 1 or 2)."""
+    return (False, True) if decisive_waves == 2 else (True,)
+
+
+def wave_size(
+    rewards_mm: Sequence[float],
+    rewards_text: Sequence[float],
+    num_rollouts: int,
+    lambda_c: float,
+    last_wave: bool,
+) -> int:
+    """How many text-only rollouts a row gets in a wave: none once its decision is settled; else the rest of its
+    M in the last wave, and the fewest that could settle it (`next_wave_size`) in an earlier one."""
+    need = next_wave_size(rewards_mm, rewards_text, num_rollouts, lambda_c)
+    return num_rollouts - len(rewards_text) if need and last_wave else need
+
+
 def decisive_scores(
     rewards_mm: Sequence[float], rewards_text: Sequence[float], num_rollouts: int, lambda_c: float
 ) -> dict[str, Any]:

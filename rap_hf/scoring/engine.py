@@ -26,7 +26,7 @@ from rap_hf.estimators import ace_normalized, ace_paper
 from rap_hf.rewards import compute_rewards, normalize_solution
 from rap_hf.scoring.attention import capture_final_layer_attention
 from rap_hf.scoring.completion import is_prior_column, prior_row
-from rap_hf.scoring.decisive import decisive_scores, next_wave_size
+from rap_hf.scoring.decisive import decisive_scores, wave_plan, wave_size
 from rap_hf.scoring.images import ImageError, decode_image, normalize_image, processor_pixel_budget
 from rap_hf.scoring.rollouts import (
     ARM_MM,
@@ -254,7 +254,7 @@ class ScoringEngine:
         """Decisive mode (``text_arm="decisive"``, docs/scoring.md#decisive-scoring): every multimodal rollout,
         then the text-only arm. With ``decisive_waves=1`` each row whose decision is not settled yet (``acc_mm
         >= lambda_c``) gets all M at once. With 2, it first gets the fewest rollouts that could settle its CDE
-        decision (`rap_hf.scoring.decisive.next_wave_size`), then, if still unsettled, the rest of its M. Never
+        decision (`rap_hf.scoring.decisive.wave_size`), then, if still unsettled, the rest of its M. Never
         more waves: each is one more ``generate`` call, whose fixed cost outweighs the sequences it saves
         (benchmarks/cost.py). Either way a row's rollouts do not depend on its batch, and rollout k of a row is
         seeded as in a full run, so its text-only completions are a prefix of the full run's."""
@@ -269,16 +269,18 @@ class ScoringEngine:
         num_rollouts, lambda_c = self.config.num_rollouts, self.config.decisive_threshold()
         for row in rows:
             row.completions[ARM_TEXT], row.completion_ids[ARM_TEXT], row.rewards[ARM_TEXT] = [], [], []
-        for last_wave in (False, True) if self.config.decisive_waves == 2 else (True,):
+        for last_wave in wave_plan(self.config.decisive_waves):
             wave, indices = [], []
             for row in rows:
                 if row.error is not None:
                     continue
-                need = next_wave_size(row.rewards[ARM_MM], row.rewards[ARM_TEXT], num_rollouts, lambda_c)
-                if need:
+                size = wave_size(
+                    row.rewards[ARM_MM], row.rewards[ARM_TEXT], num_rollouts, lambda_c, last_wave
+                )
+                if size:
                     done = len(row.completions[ARM_TEXT])
                     wave.append(row)
-                    indices.append(list(range(done, num_rollouts if last_wave else done + need)))
+                    indices.append(list(range(done, done + size)))
             if not wave:
                 return
             self.generate_arm(wave, ARM_TEXT, rollout_indices=indices)
