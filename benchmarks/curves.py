@@ -29,6 +29,8 @@ accuracy against cumulative compute.
      (see `scoring_charge`).
    * Optional variants (not in the default list): ``rap_learnable`` ranks rows by image-grounded learnability
      ``rap_cde * rap_acc_mm * (1 - rap_acc_mm)`` (exact pool) and keeps the RAP subset's size;
+     ``passrate_no_text`` keeps the pass-rate band minus the rows the text-only arm solves at least half the
+     time (``rap_acc_text >= 0.5``; exact pool, charged its scoring);
      ``cde_passrate`` keeps rows with ``rap_cde >= lambda_c`` and ``0 < rap_acc_mm < 1`` (cheap pool: the
      CDE decision at ``lambda_c`` is settled by decisive scoring). New variants are one `ArmSpec` each.
 4. **Curves**: `train_curve` runs `RAPGRPOTrainer` for ``budget_steps`` steps and, through `EvalCallback`,
@@ -41,7 +43,10 @@ accuracy against cumulative compute.
    = scoring + training.
 5. **Resumption**: each (split, arm, seed) writes its curve to ``work_dir/curves/{arm}/seed{seed}.json``
    (``seed{seed}.validation.json`` for the validation split) when it finishes, with a key hashing every setting
-   it depends on (`run_key`); a re-run skips curves whose key matches and re-trains the others.
+   it depends on (`run_key`) and a digest of the data it trained on (`data_digest`); a re-run skips curves
+   whose key and digest match and re-trains the others. The digest matters when the scoring settings that
+   select the same rows in principle (``decisive_waves``, ``prefill``: not in the key) select other rows in
+   practice: a curve is never reused for data it did not train on.
 6. **Read-outs** (`readouts`, on total compute in generated tokens; see `arm_readouts` for the definitions).
 """
 
@@ -189,12 +194,17 @@ def oracle_arm(pools: dict[str, datasets.Dataset], seed: int, config: Any) -> Ar
     return _subset_arm(pools["cheap"], oracle_rows(pools["cheap"]))
 
 
+def _require_exact(scored: datasets.Dataset, what: str, column: str) -> None:
+    """Raise unless every row's text-only arm ran in full (no ``rap_cde_bound``): ``what`` reads ``column``."""
+    if "rap_cde_bound" in scored.column_names and any(b for b in scored["rap_cde_bound"] if b == b and b):
+        raise ValueError(f"{what} needs exact {column}: score the pool with text_arm='full'")
+
+
 def learnable_rows(scored: datasets.Dataset, size: int) -> list[int]:
     """The ``size`` rows ranked first by ``rap_cde * rap_acc_mm * (1 - rap_acc_mm)`` (descending; ties by
     ``rap_cde`` descending, then row index), among rows scored without error. Needs exact ``rap_cde``."""
+    _require_exact(scored, "learnable ranking", "rap_cde")
     cde, acc = scored["rap_cde"], scored["rap_acc_mm"]
-    if "rap_cde_bound" in scored.column_names and any(b for b in scored["rap_cde_bound"] if b == b and b):
-        raise ValueError("learnable ranking needs exact rap_cde: score the pool with text_arm='full'")
     valid = [i for i in _valid_rows(scored) if not math.isnan(cde[i])]
     ranked = sorted(valid, key=lambda i: (-(cde[i] * acc[i] * (1.0 - acc[i])), -cde[i], i))
     return sorted(ranked[:size])
@@ -219,6 +229,20 @@ def cde_passrate_arm(pools: dict[str, datasets.Dataset], seed: int, config: Any)
     return _subset_arm(pools["cheap"], cde_passrate_rows(pools["cheap"]))
 
 
+def passrate_no_text_rows(scored: datasets.Dataset, text_max: float = 0.5) -> list[int]:
+    """Rows of the pass-rate band (``0 < rap_acc_mm < 1``) whose text-only arm fails at least half of its
+    rollouts (``rap_acc_text < text_max``): the image ablation used only to drop rows the text alone answers,
+    without CDE's ``acc_mm >= lambda_c``. Needs exact ``rap_acc_text`` (decisive scoring skips the text arm of
+    exactly the rows with a low ``acc_mm``)."""
+    _require_exact(scored, "the no-text filter", "rap_acc_text")
+    acc_text = scored["rap_acc_text"]
+    return [i for i in pass_rate_rows(scored) if acc_text[i] == acc_text[i] and acc_text[i] < text_max]
+
+
+def passrate_no_text_arm(pools: dict[str, datasets.Dataset], seed: int, config: Any) -> ArmData:
+    return _subset_arm(pools["exact"], passrate_no_text_rows(pools["exact"]))
+
+
 ARM_SPECS: dict[str, ArmSpec] = {
     "full": ArmSpec("full pool", "cheap", "none", False, full_arm),
     "random": ArmSpec("random subset (RAP size)", "cheap", "none", True, random_arm),
@@ -232,6 +256,9 @@ ARM_SPECS: dict[str, ArmSpec] = {
     ),
     "cde_passrate": ArmSpec(
         "variant: CDE filter + 0<acc_mm<1", "cheap", "scoring", True, cde_passrate_arm, default=False
+    ),
+    "passrate_no_text": ArmSpec(
+        "variant: 0<acc_mm<1 + acc_text<0.5", "exact", "scoring", True, passrate_no_text_arm, default=False
     ),
 }
 DEFAULT_ARMS = [name for name, spec in ARM_SPECS.items() if spec.default]
@@ -305,10 +332,17 @@ class CurvesConfig:
         default="generation", metadata={"help": "RAP scoring's ace_capture (both pools)."}
     )
     decisive_waves: int = field(
-        default=2,
+        default=1,
         metadata={
-            "help": "RAP scoring's decisive_waves for the cheap pool. 2 (not the library's default, 1): the fewest "
-            "text-only tokens, so RAP's charge on the token axis is its lowest; the published curves used it."
+            "help": "RAP scoring's decisive_waves for the cheap pool. 1 (the library's default and the cheap "
+            "settings docs/scoring.md recommends): fewer seconds than 2, more text-only tokens."
+        },
+    )
+    prefill: Literal["per_rollout", "shared"] = field(
+        default="shared",
+        metadata={
+            "help": "RAP scoring's prefill (both pools). 'shared' (recommended with the cheap settings): one "
+            "prefill per row, its cache expanded to the rollouts."
         },
     )
     budget_ratio: float = field(
@@ -519,7 +553,8 @@ def baseline_point(config: CurvesConfig, model: Path, evaluation: datasets.Datas
 
 
 def score_pool(config: CurvesConfig, model: Path, text_arm: str) -> tuple[datasets.Dataset, dict[str, Any]]:
-    """Score the pool with RAP on ``model`` with ``text_arm`` and ``config.ace_capture`` (cached with its cost).
+    """Score the pool with RAP on ``model`` with ``text_arm`` and ``config``'s scoring options (cached with its
+    cost).
 
     Like `reproduction.score_pool`, plus the scoring options and the per-arm cost split (``ScoringStats``)."""
     from rap_hf import RAPConfig, RAPDataFilter
@@ -532,6 +567,7 @@ def score_pool(config: CurvesConfig, model: Path, text_arm: str) -> tuple[datase
         text_arm=text_arm,
         ace_capture=config.ace_capture,
         decisive_waves=config.decisive_waves,
+        prefill=config.prefill,
     )
     key = json.dumps(
         [
@@ -567,6 +603,8 @@ def score_pool(config: CurvesConfig, model: Path, text_arm: str) -> tuple[datase
         "rows": len(pool),
         "text_arm": text_arm,
         "ace_capture": config.ace_capture,
+        "decisive_waves": config.decisive_waves,
+        "prefill": config.prefill,
         "generated_tokens_by_arm": {k: int(v) for k, v in stats.generated_tokens_by_arm.items()},
         "seconds_generation_by_arm": dict(stats.seconds_generation_by_arm),
         "seconds_rewards": stats.seconds_rewards,
@@ -799,6 +837,76 @@ def kinds_of(data: ArmData) -> dict[str, int]:
     return _count(kinds)
 
 
+def _is_image(feature: Any) -> bool:
+    """Whether a `datasets` feature holds images (one, or a list of them)."""
+    if isinstance(feature, list):
+        feature = feature[0] if feature else None
+    return isinstance(feature, datasets.Image) or isinstance(
+        getattr(feature, "feature", None), datasets.Image
+    )
+
+
+def data_digest(data: ArmData) -> str:
+    """Hash of what an arm's training reads from its data, to tell whether a stored curve trained on it.
+
+    The rows' content (every column but images, which the pool's settings in `run_key` fix, and the ``rap_*``
+    score columns), then what its mode reads of the scores: the selection flag when it trains on the selected
+    rows, and the pass rate and CDE that order online RAP's reserve (`rap_hf.training.online.build_reserve`).
+    """
+    from rap_hf.selection import SELECTED_COLUMN
+
+    features = data.dataset.features
+    columns = [
+        c for c in data.dataset.column_names if not c.startswith("rap_") and not _is_image(features[c])
+    ]
+    if data.train_on == "selected":
+        columns.append(SELECTED_COLUMN)
+    if data.online:
+        columns += ["rap_acc_mm", "rap_cde"]
+    payload = {
+        "train_on": data.train_on,
+        "online": data.online,
+        "rows": data.rows,
+        # Plain lists (`dataset[c]` is a lazy Column whose str() shows 5 values); no `default=str` either, so a
+        # value JSON cannot write fails here instead of hashing a truncated repr.
+        "columns": data.dataset.select_columns(columns).to_dict(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ArmDigests:
+    """`data_digest` of each (arm, seed) on the current pools, computed once per run."""
+
+    def __init__(self, pools: dict[str, datasets.Dataset], config: CurvesConfig):
+        self.pools, self.config = pools, config
+        self._digests: dict[tuple[str, int], str] = {}
+
+    def __call__(self, arm: str, seed: int) -> str:
+        if (arm, seed) not in self._digests:
+            self._digests[arm, seed] = data_digest(ARM_SPECS[arm].build(self.pools, seed, self.config))
+        return self._digests[arm, seed]
+
+
+def reusable_curve(
+    config: CurvesConfig, arm: str, seed: int, split: str, digests: ArmDigests
+) -> dict[str, Any] | None:
+    """The stored curve of (arm, seed, split) if its key matches the settings *and* it trained on the data the
+    current pools give the arm (its ``data_digest``; a curve stored without one is never reused), else None."""
+    stored = load_curve(config, arm, seed, split)
+    if stored is None:
+        return None
+    if stored.get("data_digest") != digests(arm, seed):
+        logger.warning(
+            "stored curve %s seed %d (%s) trained on other data (rows, or scores its mode reads) than the current "
+            "pools give it: not reused",
+            arm,
+            seed,
+            split,
+        )
+        return None
+    return stored
+
+
 def _count(values: Sequence[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for value in values:
@@ -825,14 +933,8 @@ def run_curves(config: CurvesConfig) -> dict[str, Any]:
     work = Path(config.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    todo = [
-        (arm, seed)
-        for seed in config.seeds
-        for arm in config.arms
-        if config.overwrite or load_curve(config, arm, seed, config.split) is None
-    ]
-    logger.info("%d of %d curves to train", len(todo), len(config.seeds) * len(config.arms))
-    # Score every pool an arm with a curve needs (this run's arms and stored ones, whose charge is read out).
+    # Score every pool an arm with a curve needs (this run's arms and stored ones, whose charge is read out)
+    # first: a stored curve is reused only if it trained on the rows the current pools give its arm.
     arms_seen = set(config.arms) | {
         arm
         for arm in ARM_SPECS
@@ -847,6 +949,14 @@ def run_curves(config: CurvesConfig) -> dict[str, Any]:
         pools[name], costs[name] = score_pool(config, model, config.text_arm if name == "cheap" else "full")
     if config.text_arm == "full":  # the cheap pool is already exact
         pools["exact"], costs["exact"] = pools["cheap"], costs["cheap"]
+    digests = ArmDigests(pools, config)
+    todo = [
+        (arm, seed)
+        for seed in config.seeds
+        for arm in config.arms
+        if config.overwrite or reusable_curve(config, arm, seed, config.split, digests) is None
+    ]
+    logger.info("%d of %d curves to train", len(todo), len(config.seeds) * len(config.arms))
     evaluation = evaluation_set(config) if todo else None
     start_point = baseline_point(config, model, evaluation) if todo else None
     for arm, seed in todo:
@@ -858,6 +968,7 @@ def run_curves(config: CurvesConfig) -> dict[str, Any]:
             "seed": seed,
             "split": config.split,
             "rows": data.rows,
+            "data_digest": data_digest(data),
             "kinds": kinds_of(data),
             "stage_counts": data.stage_counts,
             "steps": config.steps(),
@@ -873,16 +984,19 @@ def run_curves(config: CurvesConfig) -> dict[str, Any]:
             record.update(result)
             record["points"] = [start_point, *result["points"]]
         write_json_atomic(curve_path(config, arm, seed, config.split), record)
-    results = collect_results(config, costs, _count(pools["cheap"]["kind"]))
+    results = collect_results(config, costs, digests, _count(pools["cheap"]["kind"]))
     results["wall_seconds"] = time.perf_counter() - started
     results["outputs"] = {k: str(v) for k, v in write_outputs(results, Path(config.output_dir)).items()}
     return results
 
 
 def collect_results(
-    config: CurvesConfig, costs: dict[str, dict[str, Any]], pool_kinds: dict[str, int] | None = None
+    config: CurvesConfig,
+    costs: dict[str, dict[str, Any]],
+    digests: ArmDigests,
+    pool_kinds: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Every stored curve whose key matches the current settings, for both splits, with read-outs."""
+    """Every stored curve that `reusable_curve` accepts (key and data digest), for both splits, with read-outs."""
     results: dict[str, Any] = {
         "config": asdict(config),
         "arms": {},
@@ -897,7 +1011,7 @@ def collect_results(
         curves: dict[str, dict[str, Any]] = {}
         for arm in ARM_SPECS:
             for seed in stored_seeds(config, arm, split):
-                stored = load_curve(config, arm, seed, split)
+                stored = reusable_curve(config, arm, seed, split, digests)
                 if stored is not None:
                     curves.setdefault(arm, {})[seed] = stored
         if not curves:

@@ -21,10 +21,12 @@ from curves import (  # noqa: E402
     area_under_curve,
     compute_to_reach,
     cumulative_tokens,
+    data_digest,
     interpolate,
     learnable_rows,
     oracle_rows,
     pass_rate_rows,
+    passrate_no_text_rows,
     readouts,
     run_key,
     scoring_charge,
@@ -102,7 +104,7 @@ def test_scored_arms_are_charged_their_pool_and_pass_rate_only_the_multimodal_sh
         assert scoring_charge(arm, COSTS) == zero
     for arm in ("rap", "rap_online", "cde_passrate"):  # the cheap (decisive) scoring run
         assert scoring_charge(arm, COSTS) == {"generated_tokens": 1000, "seconds": 100.0}
-    for arm in ("rap_budget", "rap_learnable"):  # exact CDE: the text_arm="full" run
+    for arm in ("rap_budget", "rap_learnable", "passrate_no_text"):  # exact scores: the text_arm="full" run
         assert scoring_charge(arm, COSTS) == {"generated_tokens": 1500, "seconds": 150.0}
     # mm tokens; mm generation seconds + rewards x 100 mm / (100 mm + 60 text) rollouts
     assert scoring_charge("pass_rate", COSTS) == {"generated_tokens": 600, "seconds": pytest.approx(52.5)}
@@ -247,6 +249,19 @@ def test_learnable_ranks_by_cde_times_pass_rate_spread():
         learnable_rows(bounded, 3)
 
 
+def test_passrate_no_text_drops_the_band_rows_the_text_arm_solves():
+    pool = scored_pool()
+    # the pass-rate band [1, 2, 3, 7, 8, 9, 11, 12, 14, 15] minus rows 7 (acc_text 0.8) and 12 (0.6)
+    assert passrate_no_text_rows(pool) == [1, 2, 3, 8, 9, 11, 14, 15]
+    assert passrate_no_text_rows(pool, text_max=0.3) == [1, 2, 3, 8, 11, 14, 15]  # and row 9 (0.4)
+    data = ARM_SPECS["passrate_no_text"].build({"cheap": pool, "exact": pool}, 0, CurvesConfig())
+    assert data.dataset["row_id"] == [1, 2, 3, 8, 9, 11, 14, 15] and data.train_on == "as_is"
+    # decisive scores skip the text arm of low-acc_mm rows, exactly the ones this filter must read
+    bounded = pool.add_column("rap_cde_bound", [0.0] * 15 + [-1.0])
+    with pytest.raises(ValueError, match="exact rap_acc_text"):
+        passrate_no_text_rows(bounded)
+
+
 # ----------------------------------------------------------------------------------------------- config
 
 
@@ -363,6 +378,63 @@ def test_resumption_skips_finished_runs_and_reruns_changed_settings(fake_stages,
     fake_stages.clear()
     curves.run_curves(config(budget_ratio=0.5, learning_rate=1e-4))
     assert fake_stages == []
+
+
+def test_data_digest_follows_what_each_arm_reads():
+    pool = scored_pool()
+    config = CurvesConfig(pool_rows=16)
+
+    def digests(scored):
+        pools = {"cheap": scored, "exact": scored}
+        return {arm: data_digest(ARM_SPECS[arm].build(pools, 0, config)) for arm in ARM_SPECS}
+
+    before = digests(pool)
+    assert before == digests(scored_pool())  # a digest of the content, not of the object
+    # Row 14 (acc_mm 0.2: CDE-rejected whatever its CDE) is late in the pool, past what a repr would show.
+    cde = list(pool["rap_cde"])
+    cde[14] = 0.1
+    changed = digests(pool.remove_columns("rap_cde").add_column("rap_cde", cde))
+    # Offline arms read only which rows are selected: unchanged. Online RAP orders its reserve by CDE: changed.
+    for arm in ("full", "rap", "rap_budget", "pass_rate", "oracle", "random"):
+        assert changed[arm] == before[arm], arm
+    assert changed["rap_online"] != before["rap_online"]
+    solution = list(pool["solution"])
+    solution[15] = "99"
+    changed = digests(pool.remove_columns("solution").add_column("solution", solution))
+    assert changed["full"] != before["full"] and changed["oracle"] != before["oracle"]
+
+
+def test_a_stored_curve_is_reused_only_for_the_data_it_trained_on(fake_stages, monkeypatch, tmp_path):
+    config = CurvesConfig(
+        work_dir=str(tmp_path / "work"),
+        output_dir=str(tmp_path / "out"),
+        arms=["full", "rap", "rap_online"],
+        seeds=[0],
+        pool_rows=16,
+        budget_steps=8,
+        eval_every=4,
+    )
+    curves.run_curves(config)
+    assert sorted(fake_stages) == ["full_seed0", "rap_online_seed0", "rap_seed0"]
+    # Rescored with settings outside the key (decisive_waves, prefill): one CDE value moves; only the arm that
+    # reads it re-trains.
+    pool = scored_pool()
+    cde = list(pool["rap_cde"])
+    cde[14] = 0.1
+    rescored = pool.remove_columns("rap_cde").add_column("rap_cde", cde)
+    monkeypatch.setattr(curves, "score_pool", lambda config, model, text_arm: (rescored, COSTS["cheap"]))
+    fake_stages.clear()
+    curves.run_curves(config)
+    assert fake_stages == ["rap_online_seed0"]
+    # A curve stored without a digest (or with another) is never reused: it re-trains.
+    path = tmp_path / "work" / "curves" / "full" / "seed0.json"
+    stored = json.loads(path.read_text())
+    del stored["data_digest"]
+    path.write_text(json.dumps(stored))
+    fake_stages.clear()
+    results = curves.run_curves(config)
+    assert fake_stages == ["full_seed0"]
+    assert set(results["arms"]) == {"full", "rap", "rap_online"}
 
 
 def test_run_writes_the_documented_json_table_and_plot(fake_stages, tmp_path):
