@@ -2,10 +2,10 @@
 
 Every arm (full pool, random subset of RAP's size, RAP, RAP with a budget, a pass-rate filter, an oracle
 without the text_leak rows, online RAP; optional variants ``rap_learnable``, ``cde_passrate`` and
-``passrate_no_text``) trains for the
-same number of GRPO steps from the same weak start, going round its own rows as often as it takes, and is
-evaluated every ``--eval_every`` steps. The x axis is cumulative compute (generated tokens, wall-clock seconds);
-arms that score first start at their scoring cost. See ``curves`` for the details and definitions.
+``passrate_no_text``) trains for the same number of GRPO steps from the same weak start, going round its own
+rows as often as it takes, and is evaluated every ``--eval_every`` steps. The x axis is cumulative compute
+(generated tokens, wall-clock seconds); arms that score first start at their scoring cost. See ``curves`` for the
+details and definitions.
 
     python benchmarks/compute_curves.py                 # defaults: about 60 min on an idle 2-core CPU (curves.py)
     python benchmarks/compute_curves.py --quick --output_dir /tmp/curves_quick     # smoke run, 1.5 min
