@@ -837,15 +837,6 @@ def kinds_of(data: ArmData) -> dict[str, int]:
     return _count(kinds)
 
 
-def _is_image(feature: Any) -> bool:
-    """Whether a `datasets` feature holds images (one, or a list of them)."""
-    if isinstance(feature, list):
-        feature = feature[0] if feature else None
-    return isinstance(feature, datasets.Image) or isinstance(
-        getattr(feature, "feature", None), datasets.Image
-    )
-
-
 def data_digest(data: ArmData) -> str:
     """Hash of what an arm's training reads from its data, to tell whether a stored curve trained on it.
 
@@ -853,12 +844,11 @@ def data_digest(data: ArmData) -> str:
     score columns), then what its mode reads of the scores: the selection flag when it trains on the selected
     rows, and the pass rate and CDE that order online RAP's reserve (`rap_hf.training.online.build_reserve`).
     """
+    from rap_hf.explorer.hub_source import image_columns
     from rap_hf.selection import SELECTED_COLUMN
 
-    features = data.dataset.features
-    columns = [
-        c for c in data.dataset.column_names if not c.startswith("rap_") and not _is_image(features[c])
-    ]
+    images = set(image_columns(data.dataset.features))
+    columns = [c for c in data.dataset.column_names if not c.startswith("rap_") and c not in images]
     if data.train_on == "selected":
         columns.append(SELECTED_COLUMN)
     if data.online:

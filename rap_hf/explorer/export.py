@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import datasets
 import numpy as np
 from datasets import Dataset
 
 from rap_hf.explorer.data import ExplorerData, is_repo_id_syntax
+from rap_hf.explorer.hub_source import image_columns
 from rap_hf.explorer.render import inline_code
 from rap_hf.explorer.reselection import Selection
 from rap_hf.selection import SELECTED_COLUMN, STAGE_COLUMN
@@ -23,10 +23,7 @@ def embed_external_files(dataset: Dataset) -> Dataset:
     """Image bytes inside the table (images loaded from files are stored as paths until embedded)."""
     from datasets.table import embed_table_storage
 
-    if not any(
-        isinstance(f, datasets.Image) or isinstance(getattr(f, "feature", None), datasets.Image)
-        for f in dataset.features.values()
-    ):
+    if not image_columns(dataset.features):
         return dataset
     embedded = dataset.with_format("arrow").map(
         embed_table_storage, batched=True, batch_size=500, keep_in_memory=True, desc="embedding images"
